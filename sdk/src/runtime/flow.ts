@@ -1,0 +1,191 @@
+import { randomUUID } from "node:crypto";
+import type { z } from "zod";
+import { type Duration, toMs } from "../duration.ts";
+import { errorMessage, ParameterError, TimeoutError } from "../errors.ts";
+import type { JsonObject, StateProposal } from "../protocol/common.ts";
+import { collectUpstream, recordResult, toJsonObject } from "./results.ts";
+import { currentScope, type FlowRunScope, nextDynamicKey, type RunReporter, runInScope } from "./scope.ts";
+import { withTimeout } from "./timing.ts";
+
+export interface FlowOptions {
+  /** Flow name: what `ferry run <name>` and deployments refer to. Defaults to the function or method name. */
+  name?: string;
+  description?: string;
+  /** zod schema of the parameters: validated before the body runs, published as JSON Schema on deploy. */
+  params?: z.ZodType;
+  /** Attempts the control plane starts again after a failed or crashed run (default 0). */
+  retries?: number;
+  retryDelay?: Duration;
+  /** Fail the run after this long (state TimedOut); the agent ends the flow process. */
+  timeout?: Duration;
+  tags?: string[];
+  /** Work pool whose agents run this flow's deployment (default "default"). */
+  workPool?: string;
+}
+
+export interface FlowDef {
+  readonly kind: "flow";
+  name: string;
+  readonly description: string | undefined;
+  readonly params: z.ZodType | undefined;
+  readonly retries: number;
+  readonly retryDelayMs: number;
+  readonly timeoutMs: number | undefined;
+  readonly tags: string[];
+  readonly workPool: string;
+  readonly fn: (params: never) => unknown;
+}
+
+/**
+ * A flow: an async function over one parameters object. Call it inside another flow to
+ * get a child flow run; run it with `runLocal` in tests, or deploy it to run on agents.
+ */
+export interface Flow<P, R> {
+  (params: P): Promise<R>;
+  readonly def: FlowDef;
+  /** The instance the flow's method is bound to (class-based flows). */
+  readonly self?: object;
+}
+
+let unnamed = 0;
+
+export function makeFlowDef(options: FlowOptions, fn: (params: never) => unknown, fallbackName: string): FlowDef {
+  const retries = options.retries ?? 0;
+  if (!Number.isInteger(retries) || retries < 0) throw new RangeError(`flow retries must be an integer >= 0, got ${retries}`);
+  return {
+    kind: "flow",
+    name: options.name ?? (fallbackName || `flow-${++unnamed}`),
+    description: options.description,
+    params: options.params,
+    retries,
+    retryDelayMs: toMs(options.retryDelay ?? 0),
+    timeoutMs: options.timeout === undefined ? undefined : toMs(options.timeout),
+    tags: options.tags ?? [],
+    workPool: options.workPool ?? "default",
+    fn,
+  };
+}
+
+/** Validates raw parameters against the flow's schema; throws ParameterError listing every issue. */
+export function parseParams(def: FlowDef, raw: unknown): unknown {
+  if (!def.params) return raw ?? {};
+  const parsed = def.params.safeParse(raw ?? {});
+  if (parsed.success) return parsed.data;
+  throw new ParameterError(
+    def.name,
+    parsed.error.issues.map((i) => `${i.path.length ? i.path.join(".") : "(root)"}: ${i.message}`),
+  );
+}
+
+export interface FlowOutcome {
+  state: StateProposal;
+  result?: unknown;
+  error?: unknown;
+}
+
+export interface ExecuteOptions {
+  flowRunId: string;
+  attempt: number;
+  reporter: RunReporter;
+  signal?: AbortSignal;
+  /** Shared across a whole process run so results flow between parent and child flows. */
+  results?: WeakMap<object, string>;
+}
+
+function outcomeOf(err: unknown): FlowOutcome {
+  return {
+    state: { type: "FAILED", name: err instanceof TimeoutError ? "TimedOut" : "Failed", message: errorMessage(err) },
+    error: err,
+  };
+}
+
+/** Runs one attempt of a flow body as the root of a run: validates parameters, then runs it. */
+export async function executeFlow(def: FlowDef, self: unknown, rawParams: unknown, opts: ExecuteOptions): Promise<FlowOutcome> {
+  let params: unknown;
+  try {
+    params = parseParams(def, rawParams);
+  } catch (err) {
+    return outcomeOf(err);
+  }
+  const scope: FlowRunScope = {
+    flowRunId: opts.flowRunId,
+    flowName: def.name,
+    attempt: opts.attempt,
+    parameters: toJsonObject(params),
+    reporter: opts.reporter,
+    dynamicKeys: new Map(),
+    results: opts.results ?? new WeakMap(),
+    signal: opts.signal ?? new AbortController().signal,
+  };
+  try {
+    const work = runInScope({ flow: scope }, async () => def.fn.call(self, params as never));
+    const result = await withTimeout(work, def.timeoutMs, `flow ${def.name}`);
+    return { state: { type: "COMPLETED", name: "Completed" }, result };
+  } catch (err) {
+    return outcomeOf(err);
+  }
+}
+
+/**
+ * A flow called inside a flow run: a child flow run, executed in this process, shown in
+ * the parent's graph as a task run that stands for it.
+ */
+async function callChildFlow(def: FlowDef, self: unknown, rawParams: unknown, parent: FlowRunScope): Promise<unknown> {
+  const params = parseParams(def, rawParams);
+  const reporter = parent.reporter;
+  const taskRunId = randomUUID();
+  const childId = randomUUID();
+  const dynamicKey = nextDynamicKey(parent, `flow:${def.name}`);
+  const now = () => new Date().toISOString();
+  reporter.event({
+    kind: "task_run.created",
+    id: taskRunId,
+    flowRunId: parent.flowRunId,
+    taskKey: `flow:${def.name}`,
+    dynamicKey,
+    name: `${def.name}-${dynamicKey}`,
+    tags: def.tags,
+    maxRetries: 0,
+    upstream: collectUpstream(rawParams, parent.results),
+    childFlowRunId: childId,
+    timestamp: now(),
+  });
+  const parameters: JsonObject = toJsonObject(params);
+  reporter.event({
+    kind: "flow_run.created",
+    id: childId,
+    parentFlowRunId: parent.flowRunId,
+    parentTaskRunId: taskRunId,
+    flowName: def.name,
+    parameters,
+    timestamp: now(),
+  });
+  const setState = (state: StateProposal) => {
+    reporter.event({ kind: "flow_run.state", eventId: randomUUID(), flowRunId: childId, state, timestamp: now() });
+    reporter.event({ kind: "task_run.state", eventId: randomUUID(), taskRunId, attempt: 1, state, timestamp: now() });
+  };
+  setState({ type: "RUNNING", name: "Running" });
+  const child: FlowRunScope = { ...parent, flowRunId: childId, flowName: def.name, parameters, dynamicKeys: new Map() };
+  try {
+    const work = runInScope({ flow: child }, async () => def.fn.call(self, params as never));
+    const result = await withTimeout(work, def.timeoutMs, `flow ${def.name}`);
+    setState({ type: "COMPLETED", name: "Completed" });
+    recordResult(result, taskRunId, parent.results);
+    return result;
+  } catch (err) {
+    setState(outcomeOf(err).state);
+    throw err;
+  }
+}
+
+/** Calls a flow: a child flow run inside a flow run; outside, validates parameters and runs the body. */
+export function callFlow(def: FlowDef, self: unknown, params: unknown): Promise<unknown> {
+  const scope = currentScope();
+  if (scope) return callChildFlow(def, self, params, scope.flow);
+  return Promise.resolve().then(() => def.fn.call(self, parseParams(def, params) as never));
+}
+
+export function makeFlow<P, R>(def: FlowDef, self?: object): Flow<P, R> {
+  const call = (params: P) => callFlow(def, self, params) as Promise<R>;
+  return Object.assign(call, { def, ...(self ? { self } : {}) });
+}

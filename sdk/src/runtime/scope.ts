@@ -1,0 +1,116 @@
+import { AsyncLocalStorage } from "node:async_hooks";
+import { format } from "node:util";
+import type { JsonObject, LogLevel } from "../protocol/common.ts";
+import type { LogRecord, RunEvent } from "../protocol/events.ts";
+
+/** Where the runtime sends what happens: memory for `runLocal`, the agent over IPC in a flow process. */
+export interface RunReporter {
+  event(event: RunEvent): void;
+  log(record: LogRecord): void;
+}
+
+/** State of one flow run (root or child) inside the process that executes it. */
+export interface FlowRunScope {
+  readonly flowRunId: string;
+  readonly flowName: string;
+  readonly attempt: number;
+  readonly parameters: JsonObject;
+  readonly reporter: RunReporter;
+  /** Next dynamic key per task key: the n-th call of a task in this flow run gets key n. */
+  readonly dynamicKeys: Map<string, number>;
+  /** Results (objects and promises) produced by task runs of the whole process run → task-run id. */
+  readonly results: WeakMap<object, string>;
+  readonly signal: AbortSignal;
+}
+
+interface Scope {
+  readonly flow: FlowRunScope;
+  readonly taskRunId?: string;
+}
+
+// One store per process even if two copies of the SDK are loaded (the agent's and the
+// user project's): both must see the same current run.
+const STORE = Symbol.for("ferry.sdk.scope");
+type GlobalWithStore = typeof globalThis & { [STORE]?: AsyncLocalStorage<Scope> };
+const g = globalThis as GlobalWithStore;
+g[STORE] ??= new AsyncLocalStorage<Scope>();
+const storage: AsyncLocalStorage<Scope> = g[STORE];
+
+export function currentScope(): Scope | undefined {
+  return storage.getStore();
+}
+
+export function runInScope<T>(scope: Scope, fn: () => T): T {
+  return storage.run(scope, fn);
+}
+
+export function nextDynamicKey(flow: FlowRunScope, taskKey: string): number {
+  const n = flow.dynamicKeys.get(taskKey) ?? 0;
+  flow.dynamicKeys.set(taskKey, n + 1);
+  return n;
+}
+
+/** A logger whose lines become run logs, attached to the current task run when there is one. */
+export interface RunLogger {
+  debug(...args: unknown[]): void;
+  info(...args: unknown[]): void;
+  warn(...args: unknown[]): void;
+  error(...args: unknown[]): void;
+}
+
+function emitLog(level: LogLevel, args: unknown[]): void {
+  const message = format(...args);
+  const scope = currentScope();
+  if (!scope) {
+    // Outside a run (a plain function call in a unit test): behave like console.
+    process.stderr.write(`[${level}] ${message}\n`);
+    return;
+  }
+  scope.flow.reporter.log({
+    timestamp: new Date().toISOString(),
+    level,
+    message,
+    flowRunId: scope.flow.flowRunId,
+    ...(scope.taskRunId ? { taskRunId: scope.taskRunId } : {}),
+  });
+}
+
+/**
+ * Run logs. Inside a flow or task, lines are recorded against the current flow run and task run.
+ *
+ * @example
+ * log.info("loaded %d rows from %s", rows.length, path);
+ */
+export const log: RunLogger = {
+  debug: (...args) => emitLog("debug", args),
+  info: (...args) => emitLog("info", args),
+  warn: (...args) => emitLog("warn", args),
+  error: (...args) => emitLog("error", args),
+};
+
+/** What a flow or task can know about the run it is part of. */
+export interface RunContext {
+  readonly flowRunId: string;
+  readonly flowName: string;
+  readonly attempt: number;
+  readonly parameters: JsonObject;
+  readonly taskRunId: string | undefined;
+  readonly signal: AbortSignal;
+  readonly log: RunLogger;
+}
+
+/** The current run, or undefined when called outside a flow run. */
+export function getRunContext(): RunContext | undefined {
+  const scope = currentScope();
+  if (!scope) return undefined;
+  const { flow } = scope;
+  return {
+    flowRunId: flow.flowRunId,
+    flowName: flow.flowName,
+    attempt: flow.attempt,
+    parameters: flow.parameters,
+    taskRunId: scope.taskRunId,
+    signal: flow.signal,
+    log,
+  };
+}
