@@ -5,6 +5,7 @@
 export { type Duration, toMs } from "./duration.ts";
 export { NonRetriableError, ParameterError, TimeoutError } from "./errors.ts";
 export {
+  decoratedFlowDefs,
   type FlowMethodDecorator,
   flow,
   flowsInModule,

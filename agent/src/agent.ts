@@ -1,0 +1,362 @@
+import { randomUUID } from "node:crypto";
+import {
+  AGENT_WS_PATH,
+  CloseCode,
+  type Hello,
+  LIMITS,
+  type LogLine,
+  type LogRecord,
+  PROTOCOL_VERSION,
+  type RunAssign,
+  type RunEvent,
+  type RunRef,
+  ServerMessage,
+  type StateProposal,
+  validateMessage,
+} from "@ferry/sdk/protocol";
+import WebSocket from "ws";
+import { Backoff } from "./backoff.ts";
+import { FlowProcess } from "./flow-process.ts";
+import { logger } from "./logger.ts";
+
+export const AGENT_VERSION = "0.1.0";
+
+export interface AgentOptions {
+  apiUrl: string;
+  token: string;
+  agentId?: string;
+  name: string;
+  pools: string[];
+  capacity: number;
+  labels?: Record<string, string>;
+  /** Directory that deployment entrypoints are relative to. */
+  workDir: string;
+  /** Time between SIGTERM and SIGKILL when a flow process is stopped. */
+  killGraceMs?: number;
+}
+
+/** Messages that carry a msgId and stay in the outbox until the control plane acknowledges them. */
+type Unsent =
+  | { type: "state.propose"; v: 1; eventId: string; flowRunId: string; attempt: number; state: StateProposal; timestamp: string }
+  | { type: "run.events"; v: 1; flowRunId: string; attempt: number; events: RunEvent[] }
+  | { type: "logs"; v: 1; flowRunId: string; attempt: number; lines: LogLine[] };
+type Reliable = Unsent & { msgId: number };
+
+interface ActiveRun {
+  ref: RunRef;
+  process: FlowProcess;
+  seq: number;
+  pendingLogs: LogLine[];
+  logTimer: NodeJS.Timeout | undefined;
+  /** The control plane asked for a cancel: the run ends CANCELLED whatever the process reports. */
+  cancelling: boolean;
+  /** The attempt is no longer ours: report nothing more. */
+  revoked: boolean;
+}
+
+/** Close codes after which reconnecting cannot help. */
+const FATAL_CLOSES = new Set<number>([CloseCode.unauthorized, CloseCode.forbidden, CloseCode.tokenRevoked, CloseCode.versionMismatch]);
+const LOG_FLUSH_MS = 50;
+
+export type AgentStatus = "connecting" | "connected" | "stopped";
+
+/**
+ * The agent: holds one outbound WebSocket to the control plane, runs each assigned flow
+ * run in its own process, and reports states, task events and logs. Everything it
+ * reports stays in an outbox until acknowledged and is sent again after a reconnect; the
+ * control plane applies replays idempotently.
+ */
+export class Agent {
+  readonly agentId: string;
+  private ws: WebSocket | undefined;
+  private welcomed = false;
+  private readonly outbox = new Map<number, Reliable>();
+  private nextMsgId = 1;
+  private readonly runs = new Map<string, ActiveRun>();
+  private readonly backoff = new Backoff();
+  private heartbeat: NodeJS.Timeout | undefined;
+  private reconnectTimer: NodeJS.Timeout | undefined;
+  private stopping = false;
+  private draining = false;
+  private readonly log = logger.child({ component: "agent" });
+  private readonly waiters = new Set<() => void>();
+  fatalError: string | undefined;
+
+  constructor(private readonly options: AgentOptions) {
+    this.agentId = options.agentId ?? randomUUID();
+  }
+
+  get status(): AgentStatus {
+    if (this.stopping) return "stopped";
+    return this.welcomed ? "connected" : "connecting";
+  }
+
+  get activeRuns(): number {
+    return this.runs.size;
+  }
+
+  start(): void {
+    this.connect();
+  }
+
+  /** Stops taking work, waits up to `drainMs` for running flows, stops the rest, then disconnects. */
+  async stop(drainMs = 0): Promise<void> {
+    this.draining = true;
+    const deadline = Date.now() + drainMs;
+    while (this.runs.size > 0 && Date.now() < deadline) await this.changed(Math.max(1, deadline - Date.now()));
+    for (const run of this.runs.values()) {
+      run.cancelling = true;
+      run.process.stop({ type: "CANCELLED", name: "Cancelled", message: "the agent shut down" });
+    }
+    const killDeadline = Date.now() + (this.options.killGraceMs ?? 5_000) + 1_000;
+    while (this.runs.size > 0 && Date.now() < killDeadline) await this.changed(killDeadline - Date.now());
+    // Give the control plane a moment to acknowledge the last reports.
+    const ackDeadline = Date.now() + 2_000;
+    while (this.outbox.size > 0 && this.welcomed && Date.now() < ackDeadline) await this.changed(ackDeadline - Date.now());
+    this.stopping = true;
+    clearInterval(this.heartbeat);
+    clearTimeout(this.reconnectTimer);
+    this.ws?.close(CloseCode.normal, "agent stopping");
+    this.notify();
+  }
+
+  /** Resolves when the agent has stopped for good (e.g. its token was revoked). */
+  async stopped(): Promise<void> {
+    while (!this.stopping) await this.changed(60_000);
+  }
+
+  private changed(timeoutMs: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.waiters.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, timeoutMs);
+      this.waiters.add(done);
+    });
+  }
+
+  private notify(): void {
+    for (const w of [...this.waiters]) w();
+  }
+
+  // ---- connection ----------------------------------------------------------------------
+
+  private connect(): void {
+    if (this.stopping) return;
+    const url = new URL(AGENT_WS_PATH, this.options.apiUrl.replace(/^http/, "ws"));
+    const ws = new WebSocket(url, { headers: { authorization: `Bearer ${this.options.token}` }, maxPayload: LIMITS.maxFrameBytes });
+    this.ws = ws;
+    ws.on("open", () => {
+      const hello: Hello = {
+        type: "hello",
+        v: PROTOCOL_VERSION,
+        agentId: this.agentId,
+        name: this.options.name,
+        pools: this.options.pools,
+        capacity: this.options.capacity,
+        labels: this.options.labels ?? {},
+        version: AGENT_VERSION,
+        inFlight: [...this.runs.values()].filter((r) => !r.revoked).map((r) => r.ref),
+      };
+      ws.send(JSON.stringify(hello));
+    });
+    ws.on("message", (data, isBinary) => {
+      if (isBinary) return;
+      this.onMessage(data.toString());
+    });
+    ws.on("error", (err) => this.log.debug({ err: err.message }, "connection error"));
+    ws.on("close", (code, reason) => this.onClose(ws, code, reason.toString()));
+  }
+
+  private onClose(ws: WebSocket, code: number, reason: string): void {
+    if (this.ws !== ws) return;
+    this.welcomed = false;
+    clearInterval(this.heartbeat);
+    this.notify();
+    if (this.stopping) return;
+    if (FATAL_CLOSES.has(code)) {
+      this.fatalError = `the control plane refused this agent (${code}): ${reason || "no reason given"}`;
+      this.log.error({ code, reason }, "connection refused; not reconnecting");
+      for (const run of this.runs.values()) run.process.kill();
+      this.stopping = true;
+      this.notify();
+      return;
+    }
+    const delay = this.backoff.next();
+    this.log.warn({ code, reason, retryInMs: delay, unacknowledged: this.outbox.size }, "disconnected from the control plane");
+    this.reconnectTimer = setTimeout(() => this.connect(), delay);
+  }
+
+  private onMessage(text: string): void {
+    let raw: unknown;
+    try {
+      raw = JSON.parse(text);
+    } catch {
+      this.log.warn("control plane sent a frame that is not JSON");
+      return;
+    }
+    const parsed = validateMessage(ServerMessage, raw);
+    if (!parsed.ok) {
+      this.log.warn({ problem: parsed.message }, "control plane sent a message this agent does not understand");
+      return;
+    }
+    const msg = parsed.value;
+    switch (msg.type) {
+      case "welcome":
+        this.welcomed = true;
+        this.backoff.reset();
+        this.log.info({ agentId: msg.agentId, server: msg.serverVersion }, "connected to the control plane");
+        clearInterval(this.heartbeat);
+        this.heartbeat = setInterval(() => this.sendHeartbeat(), msg.heartbeatIntervalMs);
+        // Replay everything not yet acknowledged, in order.
+        for (const m of this.outbox.values()) this.transmit(m);
+        this.notify();
+        return;
+      case "run.assign":
+        this.onAssign(msg);
+        return;
+      case "run.cancel": {
+        const run = this.runs.get(msg.flowRunId);
+        if (run && run.ref.attempt === msg.attempt) {
+          run.cancelling = true;
+          run.process.stop({ type: "CANCELLED", name: "Cancelled", message: msg.reason });
+        }
+        return;
+      }
+      case "ack": {
+        const sent = this.outbox.get(msg.msgId);
+        if (!sent) return;
+        if (!msg.ok && msg.error?.code === "INTERNAL") {
+          setTimeout(() => this.outbox.has(msg.msgId) && this.transmit(sent), 1_000).unref();
+          return;
+        }
+        this.outbox.delete(msg.msgId);
+        if (!msg.ok) this.log.warn({ msgId: msg.msgId, error: msg.error, type: sent.type }, "control plane refused a report");
+        if (sent.type === "state.propose" && msg.orchestration?.status === "REJECT") this.onRejectedState(sent.flowRunId, sent.attempt);
+        if (!msg.ok && msg.error?.code === "STALE_ATTEMPT") this.revoke({ flowRunId: sent.flowRunId, attempt: sent.attempt });
+        this.notify();
+        return;
+      }
+      case "heartbeat.ack":
+        for (const ref of msg.revoked) this.revoke(ref);
+        return;
+      case "error":
+        this.log.warn({ code: msg.code, message: msg.message }, "control plane reported an error");
+        return;
+      default: {
+        const unreachable: never = msg;
+        this.log.warn({ msg: unreachable }, "unhandled message");
+      }
+    }
+  }
+
+  private sendHeartbeat(): void {
+    const runs = [...this.runs.values()].filter((r) => !r.revoked).map((r) => r.ref);
+    this.sendNow({ type: "heartbeat", v: PROTOCOL_VERSION, runs });
+  }
+
+  private sendNow(message: object): void {
+    if (this.ws?.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(message));
+  }
+
+  private transmit(message: Reliable): void {
+    if (this.welcomed) this.sendNow(message);
+  }
+
+  private enqueue(message: Unsent): void {
+    const full: Reliable = { ...message, msgId: this.nextMsgId++ };
+    this.outbox.set(full.msgId, full);
+    this.transmit(full);
+  }
+
+  // ---- runs ------------------------------------------------------------------------------
+
+  private onAssign(assign: RunAssign): void {
+    const ref = { flowRunId: assign.flowRunId, attempt: assign.attempt };
+    if (this.draining || this.runs.size >= this.options.capacity || this.runs.has(assign.flowRunId)) {
+      const reason = this.draining ? "the agent is shutting down" : "the agent has no free capacity";
+      this.sendNow({ type: "run.reject", v: PROTOCOL_VERSION, ...ref, reason });
+      return;
+    }
+    this.sendNow({ type: "run.accept", v: PROTOCOL_VERSION, ...ref });
+    const run: ActiveRun = {
+      ref,
+      seq: 0,
+      pendingLogs: [],
+      logTimer: undefined,
+      cancelling: false,
+      revoked: false,
+      process: new FlowProcess(
+        assign,
+        { workDir: this.options.workDir, killGraceMs: this.options.killGraceMs ?? 5_000 },
+        {
+          running: () => this.propose(run, { type: "RUNNING", name: "Running" }),
+          events: (events) => {
+            if (run.revoked) return;
+            for (let i = 0; i < events.length; i += LIMITS.maxBatch) {
+              this.enqueue({ type: "run.events", v: PROTOCOL_VERSION, ...ref, events: events.slice(i, i + LIMITS.maxBatch) });
+            }
+          },
+          logs: (lines) => this.addLogs(run, lines),
+          exited: (state) => this.onExited(run, state),
+        },
+      ),
+    };
+    this.runs.set(assign.flowRunId, run);
+    this.log.info({ flowRunId: assign.flowRunId, attempt: assign.attempt, flow: assign.flowName }, "starting flow run");
+    run.process.start();
+  }
+
+  private addLogs(run: ActiveRun, lines: LogRecord[]): void {
+    if (run.revoked) return;
+    for (const l of lines) run.pendingLogs.push({ ...l, seq: run.seq++ });
+    if (run.pendingLogs.length >= LIMITS.maxBatch) this.flushLogs(run);
+    else run.logTimer ??= setTimeout(() => this.flushLogs(run), LOG_FLUSH_MS);
+  }
+
+  private flushLogs(run: ActiveRun): void {
+    clearTimeout(run.logTimer);
+    run.logTimer = undefined;
+    while (run.pendingLogs.length) {
+      const lines = run.pendingLogs.splice(0, LIMITS.maxBatch);
+      if (!run.revoked) this.enqueue({ type: "logs", v: PROTOCOL_VERSION, ...run.ref, lines });
+    }
+  }
+
+  private propose(run: ActiveRun, state: StateProposal): void {
+    if (run.revoked) return;
+    this.flushLogs(run);
+    this.enqueue({
+      type: "state.propose",
+      v: PROTOCOL_VERSION,
+      eventId: randomUUID(),
+      ...run.ref,
+      state,
+      timestamp: new Date().toISOString(),
+    });
+  }
+
+  private onExited(run: ActiveRun, state: StateProposal): void {
+    const final = run.cancelling && state.type !== "CANCELLED" ? { type: "CANCELLED" as const, name: "Cancelled", message: "cancelled" } : state;
+    this.propose(run, final);
+    this.runs.delete(run.ref.flowRunId);
+    this.log.info({ flowRunId: run.ref.flowRunId, state: final.type }, "flow run finished");
+    this.notify();
+  }
+
+  /** The control plane refused a state of this run (e.g. it was cancelled or handed to another attempt). */
+  private onRejectedState(flowRunId: string, attempt: number): void {
+    const run = this.runs.get(flowRunId);
+    if (run && run.ref.attempt === attempt) this.revoke(run.ref);
+  }
+
+  private revoke(ref: RunRef): void {
+    const run = this.runs.get(ref.flowRunId);
+    if (!run || run.ref.attempt !== ref.attempt || run.revoked) return;
+    this.log.warn({ flowRunId: ref.flowRunId, attempt: ref.attempt }, "attempt no longer held by this agent; stopping it");
+    run.revoked = true;
+    run.process.kill();
+  }
+}

@@ -1,0 +1,110 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { join, resolve } from "node:path";
+import { Agent } from "@ferry/agent";
+import { createToken, startControlPlane } from "@ferry/control-plane";
+import { createFerryClient } from "@ferry/control-plane/client";
+import { readLocalConfig, stateDir, writeLocalConfig } from "../config.ts";
+import { discoverDeployments } from "./deploy.ts";
+
+export interface DevOptions {
+  port: number;
+  webPort: number;
+  databaseUrl: string;
+  examples: boolean;
+}
+
+const EXAMPLES = ["examples/ml-pipeline/pipeline.ts"];
+
+/**
+ * `npm start`: the whole system on one machine. A control plane on SQLite, one agent in
+ * this process (flow runs still get their own processes), the example flows deployed,
+ * and the web app. Tokens are kept in `.ferry/` so restarts reuse them.
+ */
+export async function runDev(options: DevOptions): Promise<void> {
+  const cwd = process.cwd();
+  const cp = await startControlPlane({
+    databaseUrl: options.databaseUrl,
+    port: options.port,
+    corsOrigins: [`http://127.0.0.1:${options.webPort}`, `http://localhost:${options.webPort}`],
+  });
+  const { db } = cp.services;
+  const workspace = await db.workspace.findUniqueOrThrow({ where: { slug: "default" } });
+
+  // The admin token: created on the very first start and printed once; kept in .ferry/config.json.
+  let adminSecret = cp.bootstrapToken?.secret;
+  const local = readLocalConfig(cwd);
+  if (!adminSecret && local.token && (await cp.services.auth.fromCredential(local.token)).ok) adminSecret = local.token;
+  let printToken = !!cp.bootstrapToken;
+  if (!adminSecret) {
+    adminSecret = (await createToken(db, workspace.id, { name: "dev admin", scopes: ["admin", "write", "read"] })).secret;
+    printToken = true;
+  }
+  writeLocalConfig({ apiUrl: cp.url, token: adminSecret }, cwd);
+
+  const agentTokenFile = join(stateDir(cwd), "agent-token");
+  let agentToken = existsSync(agentTokenFile) ? readFileSync(agentTokenFile, "utf8").trim() : "";
+  if (!agentToken || !(await cp.services.auth.fromCredential(agentToken)).ok) {
+    agentToken = (await createToken(db, workspace.id, { name: "local agent", scopes: ["agent"] })).secret;
+    writeFileSync(agentTokenFile, `${agentToken}\n`, { mode: 0o600 });
+  }
+  const agent = new Agent({ apiUrl: cp.url, token: agentToken, name: "local", pools: ["default"], capacity: 4, workDir: cwd, agentId: `local-${workspace.id}` });
+  agent.start();
+
+  const deployed: string[] = [];
+  if (options.examples) {
+    const api = createFerryClient(cp.url, adminSecret);
+    for (const file of EXAMPLES) {
+      if (!existsSync(resolve(cwd, file))) continue;
+      for (const spec of await discoverDeployments(file, { workDir: cwd })) {
+        await api.deployments.upsert.mutate(spec);
+        deployed.push(spec.name);
+      }
+    }
+  }
+
+  const web = options.webPort ? startWeb(options.webPort, cp.url) : undefined;
+
+  const lines = [
+    "",
+    "Ferry is running.",
+    `  API:         ${cp.url}  (database: ${cp.database.provider})`,
+    ...(web ? [`  Web app:     http://127.0.0.1:${options.webPort}`] : []),
+    "  Agent:       local (pool default, concurrency 4)",
+    `  Deployments: ${deployed.join(", ") || "(none)"}`,
+    ...(printToken ? ["", "Admin token (shown once; saved in .ferry/config.json for the ferry CLI here):", `  ${adminSecret}`] : []),
+    "",
+    "Try:  npx ferry run ml-pipeline --param grid='[0.1,0.01,0.001]' --wait",
+    "",
+  ];
+  process.stdout.write(`${lines.join("\n")}\n`);
+
+  const shutdown = async () => {
+    web?.kill("SIGTERM");
+    await agent.stop(5_000);
+    await cp.close();
+    process.exit(0);
+  };
+  process.once("SIGINT", shutdown);
+  process.once("SIGTERM", shutdown);
+}
+
+function startWeb(port: number, apiUrl: string): ChildProcess | undefined {
+  let nextBin: string;
+  try {
+    nextBin = createRequire(join(process.cwd(), "web", "package.json")).resolve("next/dist/bin/next");
+  } catch {
+    process.stderr.write("web app: next is not installed; skipping\n");
+    return undefined;
+  }
+  const child = spawn(process.execPath, [nextBin, "dev", "-p", String(port), "-H", "127.0.0.1"], {
+    cwd: join(process.cwd(), "web"),
+    env: { ...process.env, NEXT_PUBLIC_FERRY_API_URL: apiUrl, NEXT_TELEMETRY_DISABLED: "1" },
+    stdio: ["ignore", "ignore", "inherit"],
+  });
+  child.on("exit", (code) => {
+    if (code) process.stderr.write(`web app exited with code ${code}\n`);
+  });
+  return child;
+}

@@ -1,0 +1,62 @@
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { z } from "zod";
+
+/** Files `ferry dev` keeps in `.ferry/` so later commands in the same directory just work. */
+export const STATE_DIR = ".ferry";
+
+const LocalConfig = z.object({ apiUrl: z.url().optional(), token: z.string().optional() });
+type LocalConfig = z.infer<typeof LocalConfig>;
+
+export function stateDir(cwd = process.cwd()): string {
+  return resolve(cwd, STATE_DIR);
+}
+
+export function readLocalConfig(cwd = process.cwd()): LocalConfig {
+  const file = join(stateDir(cwd), "config.json");
+  if (!existsSync(file)) return {};
+  const parsed = LocalConfig.safeParse(JSON.parse(readFileSync(file, "utf8")));
+  return parsed.success ? parsed.data : {};
+}
+
+export function writeLocalConfig(config: LocalConfig, cwd = process.cwd()): void {
+  mkdirSync(stateDir(cwd), { recursive: true });
+  writeFileSync(join(stateDir(cwd), "config.json"), `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
+}
+
+export class CliError extends Error {
+  constructor(
+    message: string,
+    readonly exitCode = 1,
+  ) {
+    super(message);
+  }
+}
+
+export interface ApiConfig {
+  apiUrl: string;
+  token: string;
+}
+
+/** API URL and token from flags, then FERRY_API_URL / FERRY_API_TOKEN, then `.ferry/config.json`. */
+export function apiConfig(flags: { api?: string | undefined; token?: string | undefined }): ApiConfig {
+  const local = readLocalConfig();
+  const apiUrl = flags.api ?? process.env.FERRY_API_URL ?? local.apiUrl;
+  const token = flags.token ?? process.env.FERRY_API_TOKEN ?? local.token;
+  if (!apiUrl) throw new CliError("no control plane URL: pass --api <url> or set FERRY_API_URL");
+  if (!z.url({ protocol: /^https?$/ }).safeParse(apiUrl).success) throw new CliError(`--api must be an http(s) URL, got "${apiUrl}"`);
+  if (!token) throw new CliError("no API token: pass --token <token> or set FERRY_API_TOKEN");
+  return { apiUrl, token };
+}
+
+export function databaseUrl(flag: string | undefined): string {
+  return flag ?? process.env.FERRY_DATABASE_URL ?? `file:${join(stateDir(), "ferry.db")}`;
+}
+
+/** Validates parsed flags with a zod schema; a failure lists every bad flag. */
+export function parseFlags<S extends z.ZodType>(schema: S, flags: unknown): z.output<S> {
+  const parsed = schema.safeParse(flags);
+  if (parsed.success) return parsed.data;
+  const lines = parsed.error.issues.map((i) => `  --${i.path.join(".")}: ${i.message}`);
+  throw new CliError(`invalid options:\n${lines.join("\n")}`);
+}

@@ -1,0 +1,339 @@
+import { hostname } from "node:os";
+import { resolve } from "node:path";
+import { Agent } from "@ferry/agent";
+import { Scope, startControlPlane } from "@ferry/control-plane";
+import { createFerryClient } from "@ferry/control-plane/client";
+import { openDatabase } from "@ferry/prisma";
+import { toMs } from "@ferry/sdk";
+import { Command, Option } from "commander";
+import { z } from "zod";
+import { discoverDeployments } from "./commands/deploy.ts";
+import { runDev } from "./commands/dev.ts";
+import { EXIT_CODES, followRun } from "./commands/wait.ts";
+import { apiConfig, CliError, databaseUrl, parseFlags } from "./config.ts";
+import { formatLogLine, printJson, printTable } from "./output.ts";
+
+const collect = (value: string, previous: string[] = []) => [...previous, value];
+
+const Port = z.coerce.number().int().min(0).max(65_535);
+const DurationFlag = z.string().refine((s) => {
+  try {
+    toMs(s as never);
+    return true;
+  } catch {
+    return false;
+  }
+}, "expected a duration such as 30s, 5m, 2h");
+
+function client(flags: { api?: string; token?: string }) {
+  const { apiUrl, token } = apiConfig(flags);
+  return createFerryClient(apiUrl, token);
+}
+
+/** `--param k=v`: the value is JSON when it parses as JSON, else a string. */
+export function parseParams(pairs: string[], json: string | undefined): Record<string, unknown> {
+  let params: Record<string, unknown> = {};
+  if (json) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(json);
+    } catch {
+      throw new CliError("--params-json is not valid JSON");
+    }
+    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw new CliError("--params-json must be a JSON object");
+    params = parsed as Record<string, unknown>;
+  }
+  for (const pair of pairs) {
+    const eq = pair.indexOf("=");
+    if (eq <= 0) throw new CliError(`--param expects key=value, got "${pair}"`);
+    const key = pair.slice(0, eq);
+    const raw = pair.slice(eq + 1);
+    try {
+      params[key] = JSON.parse(raw);
+    } catch {
+      params[key] = raw;
+    }
+  }
+  return params;
+}
+
+function apiOptions(cmd: Command): Command {
+  return cmd
+    .option("--api <url>", "control plane URL (env FERRY_API_URL)")
+    .option("--token <token>", "API token (env FERRY_API_TOKEN)")
+    .option("--json", "machine-readable output");
+}
+
+export function buildProgram(): Command {
+  const program = new Command("ferry").description("Ferry: workflow orchestration for AI and data pipelines").exitOverride();
+
+  program
+    .command("dev")
+    .description("start a control plane on SQLite, a local agent, and deploy the example flows")
+    .option("--port <port>", "API port", "4200")
+    .option("--web-port <port>", "web app port (0 disables the web app)", "3000")
+    .option("--database-url <url>", "database (env FERRY_DATABASE_URL; default .ferry/ferry.db)")
+    .option("--no-examples", "do not deploy the example flows")
+    .action(async (flags) => {
+      const f = parseFlags(
+        z.object({ port: Port, webPort: Port, databaseUrl: z.string().optional(), examples: z.boolean() }),
+        flags,
+      );
+      await runDev({ port: f.port, webPort: f.webPort, databaseUrl: databaseUrl(f.databaseUrl), examples: f.examples });
+    });
+
+  const server = program.command("server").description("the control plane");
+  server
+    .command("start")
+    .description("start the control plane")
+    .option("--port <port>", "port to listen on", "4200")
+    .option("--host <host>", "interface to listen on", "127.0.0.1")
+    .option("--database-url <url>", "database URL: file:<path> (SQLite) or postgres://… (env FERRY_DATABASE_URL)")
+    .option("--heartbeat <duration>", "agent heartbeat interval", "5s")
+    .option("--lease <duration>", "run lease duration", "15s")
+    .option("--cors-origin <origin>", "allow browser calls from this origin (repeatable)", collect)
+    .action(async (flags) => {
+      const f = parseFlags(
+        z.object({
+          port: Port,
+          host: z.string().min(1),
+          databaseUrl: z.string().optional(),
+          heartbeat: DurationFlag,
+          lease: DurationFlag,
+          corsOrigin: z.array(z.url()).optional(),
+        }),
+        flags,
+      );
+      const heartbeatIntervalMs = toMs(f.heartbeat as never);
+      const leaseMs = toMs(f.lease as never);
+      if (leaseMs <= heartbeatIntervalMs) throw new CliError("--lease must be longer than --heartbeat");
+      const cp = await startControlPlane({
+        databaseUrl: databaseUrl(f.databaseUrl),
+        port: f.port,
+        host: f.host,
+        heartbeatIntervalMs,
+        leaseMs,
+        ...(f.corsOrigin ? { corsOrigins: f.corsOrigin } : {}),
+      });
+      process.stdout.write(`Ferry control plane listening on ${cp.url}\n`);
+      if (cp.bootstrapToken) {
+        process.stdout.write(`First start: admin token for the default workspace (shown once, keep it safe):\n  ${cp.bootstrapToken.secret}\n`);
+      }
+      const shutdown = async () => {
+        await cp.close();
+        process.exit(0);
+      };
+      process.once("SIGINT", shutdown);
+      process.once("SIGTERM", shutdown);
+    });
+
+  const agent = program.command("agent").description("run flow runs on this machine");
+  agent
+    .command("start")
+    .description("connect to a control plane and run flow runs of the given pools")
+    .option("--api <url>", "control plane URL (env FERRY_API_URL)")
+    .option("--token <token>", "API token with the agent scope (env FERRY_API_TOKEN)")
+    .option("--pool <pool>", "work pool to serve (repeatable; default: default)", collect)
+    .option("--concurrency <n>", "flow runs at once", "4")
+    .option("--name <name>", "agent name", hostname())
+    .option("--label <key=value>", "label (repeatable)", collect)
+    .option("--work-dir <dir>", "directory deployment entrypoints are relative to", ".")
+    .option("--agent-id <id>", "stable agent id (default: random per start)")
+    .option("--drain-timeout <duration>", "on SIGTERM/SIGINT, time to let running flows finish", "30s")
+    .action(async (flags) => {
+      const f = parseFlags(
+        z.object({
+          pool: z.array(z.string().regex(/^[A-Za-z0-9_.:-]{1,200}$/, "letters, digits, _ . : -")).optional(),
+          concurrency: z.coerce.number().int().min(1).max(1000),
+          name: z.string().min(1).max(200),
+          label: z.array(z.string().regex(/^[^=]+=.*$/, "expected key=value")).optional(),
+          workDir: z.string(),
+          agentId: z.string().min(1).max(100).optional(),
+          drainTimeout: DurationFlag,
+          api: z.string().optional(),
+          token: z.string().optional(),
+        }),
+        flags,
+      );
+      const { apiUrl, token } = apiConfig(f);
+      const labels = Object.fromEntries((f.label ?? []).map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]));
+      const a = new Agent({
+        apiUrl,
+        token,
+        name: f.name,
+        pools: f.pool ?? ["default"],
+        capacity: f.concurrency,
+        labels,
+        workDir: resolve(f.workDir),
+        ...(f.agentId ? { agentId: f.agentId } : {}),
+      });
+      a.start();
+      process.stdout.write(`Ferry agent ${f.name} serving pools ${(f.pool ?? ["default"]).join(", ")} (concurrency ${f.concurrency})\n`);
+      const drainMs = toMs(f.drainTimeout as never);
+      const shutdown = async () => {
+        process.stdout.write("agent: draining\n");
+        await a.stop(drainMs);
+        process.exit(0);
+      };
+      process.once("SIGINT", shutdown);
+      process.once("SIGTERM", shutdown);
+      await a.stopped();
+      if (a.fatalError) throw new CliError(a.fatalError);
+    });
+
+  apiOptions(program.command("deploy <files...>"))
+    .description("register the flows exported by TypeScript files as deployments")
+    .option("--pool <pool>", "work pool (default: the flow's workPool option, else default)")
+    .option("--tag <tag>", "tag (repeatable)", collect)
+    .option("--work-dir <dir>", "directory agents resolve entrypoints against", ".")
+    .action(async (files: string[], flags) => {
+      const api = client(flags);
+      const results = [];
+      for (const file of files) {
+        const specs = await discoverDeployments(file, { workDir: flags.workDir, pool: flags.pool, tags: flags.tag });
+        for (const spec of specs) {
+          const d = await api.deployments.upsert.mutate(spec);
+          results.push(d);
+          if (!flags.json) process.stdout.write(`deployed ${d.name} (${d.entrypoint}, pool ${d.workPool})\n`);
+        }
+      }
+      if (flags.json) printJson(results);
+    });
+
+  apiOptions(program.command("run <deployment>"))
+    .description("start a flow run of a deployment")
+    .option("--param <key=value>", "parameter; the value is parsed as JSON when it can be (repeatable)", collect)
+    .option("--params-json <json>", "all parameters as one JSON object")
+    .option("--idempotency-key <key>", "return the existing run if this key was used before")
+    .option("--wait", "follow the run to its end, streaming states and logs; exit code tells the outcome")
+    .option("--no-logs", "with --wait, do not print logs")
+    .action(async (deployment: string, flags) => {
+      const api = client(flags);
+      const parameters = parseParams(flags.param ?? [], flags.paramsJson);
+      const run = await api.runs.create.mutate({
+        deployment,
+        parameters,
+        ...(flags.idempotencyKey ? { idempotencyKey: flags.idempotencyKey } : {}),
+      });
+      if (flags.json && !flags.wait) return printJson(run);
+      if (!flags.json) process.stdout.write(`${run.created ? "created" : "found existing"} run ${run.name} (${run.id})\n`);
+      if (!flags.wait) return;
+      const final = await followRun(api, run.id, { states: true, logs: flags.logs, json: !!flags.json });
+      process.exitCode = final in EXIT_CODES ? EXIT_CODES[final as keyof typeof EXIT_CODES] : 1;
+    });
+
+  const runs = program.command("runs").description("flow runs");
+  apiOptions(runs.command("list"))
+    .option("--state <state>", "only runs in this state (repeatable)", collect)
+    .option("--deployment <name>", "only runs of this deployment")
+    .option("--limit <n>", "how many", "20")
+    .action(async (flags) => {
+      const f = parseFlags(z.object({ limit: z.coerce.number().int().min(1).max(500), state: z.array(z.string()).optional() }), flags);
+      const page = await client(flags).runs.list.query({
+        limit: f.limit,
+        ...(f.state ? { state: f.state.map((s) => s.toUpperCase()) as never } : {}),
+        ...(flags.deployment ? { deployment: flags.deployment } : {}),
+      });
+      if (flags.json) return printJson(page);
+      printTable(
+        page.items.map((r) => ({ id: r.id, name: r.name, deployment: r.deployment?.name, state: r.stateName, attempt: r.attempt, created: r.createdAt })),
+        ["id", "name", "deployment", "state", "attempt", "created"],
+      );
+    });
+  apiOptions(runs.command("get <id>")).action(async (id: string, flags) => {
+    const api = client(flags);
+    const run = await api.runs.get.query({ id });
+    if (flags.json) {
+      const taskRuns = await api.taskRuns.list.query({ flowRunId: id, limit: 5000 });
+      const edges = await api.taskRuns.edges.query({ flowRunId: id });
+      return printJson({ ...run, taskRuns: taskRuns.items, edges });
+    }
+    process.stdout.write(
+      `${run.name} (${run.id})\n  flow: ${run.flow.name}  deployment: ${run.deployment?.name ?? "-"}\n  state: ${run.stateName} (${run.stateType})${run.stateMessage ? `: ${run.stateMessage}` : ""}\n  attempt: ${run.attempt}  agent: ${run.agentName ?? "-"}\n  parameters: ${JSON.stringify(run.parameters)}\n  task runs: ${JSON.stringify(run.taskRunCounts)}\n  history:\n`,
+    );
+    for (const s of run.states) process.stdout.write(`    ${s.timestamp}  ${s.name.padEnd(14)} ${s.message ?? ""}\n`);
+  });
+  apiOptions(runs.command("cancel <id>")).action(async (id: string, flags) => {
+    const result = await client(flags).runs.cancel.mutate({ id });
+    if (flags.json) return printJson(result);
+    process.stdout.write(`run ${id}: ${result.state.name}\n`);
+  });
+
+  apiOptions(program.command("logs <runId>"))
+    .description("print the logs of a flow run")
+    .option("--follow", "keep printing until the run ends")
+    .action(async (runId: string, flags) => {
+      const api = client(flags);
+      if (flags.follow) {
+        await followRun(api, runId, { states: false, logs: true, json: !!flags.json });
+        return;
+      }
+      let afterId: number | undefined;
+      const all = [];
+      for (;;) {
+        const page = await api.logs.list.query({ flowRunId: runId, limit: 5000, ...(afterId !== undefined ? { afterId } : {}) });
+        all.push(...page.items);
+        if (page.items.length < 5000 || page.lastId === null) break;
+        afterId = page.lastId;
+      }
+      if (flags.json) return printJson(all);
+      for (const l of all) process.stdout.write(`${formatLogLine(l)}\n`);
+    });
+
+  const token = program.command("token").description("API tokens (admin scope)");
+  apiOptions(token.command("create"))
+    .requiredOption("--name <name>", "what the token is for")
+    .addOption(new Option("--scope <scope>", "agent | read | write | admin (repeatable or comma-separated)").argParser(collect))
+    .option("--expires-in <duration>", "lifetime, e.g. 30d")
+    .action(async (flags) => {
+      const f = parseFlags(
+        z.object({
+          name: z.string().min(1).max(100),
+          scope: z
+            .array(z.string())
+            .default(["read"])
+            .transform((v) => v.flatMap((s) => s.split(",")).map((s) => s.trim())),
+          expiresIn: DurationFlag.optional(),
+        }),
+        flags,
+      );
+      const scopes = parseFlags(z.object({ scope: z.array(Scope).min(1) }), { scope: f.scope }).scope;
+      const created = await client(flags).tokens.create.mutate({
+        name: f.name,
+        scopes,
+        ...(f.expiresIn ? { expiresInSeconds: Math.ceil(toMs(f.expiresIn as never) / 1000) } : {}),
+      });
+      if (flags.json) return printJson(created);
+      process.stdout.write(`created token ${created.id} (${created.scopes.join(",")}); the secret is shown once:\n${created.secret}\n`);
+    });
+  apiOptions(token.command("list")).action(async (flags) => {
+    const rows = await client(flags).tokens.list.query();
+    if (flags.json) return printJson(rows);
+    printTable(rows, ["id", "name", "prefix", "scopes", "expiresAt", "revokedAt", "lastUsedAt"]);
+  });
+  apiOptions(token.command("revoke <id>")).action(async (id: string, flags) => {
+    const result = await client(flags).tokens.revoke.mutate({ id });
+    if (flags.json) return printJson(result);
+    process.stdout.write(`revoked token ${id}\n`);
+  });
+
+  const workspace = program.command("workspace").description("workspaces (talks to the database directly)");
+  workspace
+    .command("create <slug>")
+    .option("--database-url <url>", "database URL (env FERRY_DATABASE_URL)")
+    .option("--json", "machine-readable output")
+    .action(async (slug: string, flags) => {
+      const f = parseFlags(z.object({ slug: z.string().regex(/^[a-z0-9-]{1,60}$/, "lowercase letters, digits and -") }), { slug });
+      const { createWorkspace } = await import("@ferry/control-plane");
+      const database = await openDatabase(databaseUrl(flags.databaseUrl));
+      try {
+        const created = await createWorkspace(database.db, f.slug);
+        if (flags.json) return printJson(created);
+        process.stdout.write(`created workspace ${f.slug}; admin token (shown once):\n${created.admin.secret}\n`);
+      } finally {
+        await database.close();
+      }
+    });
+
+  return program;
+}

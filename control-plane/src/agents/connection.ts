@@ -1,0 +1,30 @@
+import type { ServerMessage } from "@ferry/sdk/protocol";
+import type { WebSocket } from "ws";
+
+/** What the control plane knows about one connected agent. Rebuilt from the hello on every connect. */
+export class AgentConnection {
+  /** Runs this agent holds (PENDING, RUNNING, CANCELLING): its used capacity. */
+  readonly held = new Set<string>();
+
+  constructor(
+    readonly socket: WebSocket,
+    readonly agentId: string,
+    readonly workspaceId: string,
+    readonly tokenId: string,
+    readonly name: string,
+    readonly pools: readonly string[],
+    readonly capacity: number,
+  ) {}
+
+  get free(): number {
+    return this.capacity - this.held.size;
+  }
+
+  get open(): boolean {
+    return this.socket.readyState === this.socket.OPEN;
+  }
+
+  send(message: ServerMessage): void {
+    if (this.open) this.socket.send(JSON.stringify(message));
+  }
+}

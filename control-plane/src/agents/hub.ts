@@ -1,0 +1,392 @@
+import type { IncomingMessage } from "node:http";
+import type { Duplex } from "node:stream";
+import type { Db } from "@ferry/prisma";
+import {
+  type AgentMessage,
+  AgentMessage as AgentMessageSchema,
+  CloseCode,
+  type ErrorCode,
+  type Heartbeat,
+  type Hello,
+  Hello as HelloSchema,
+  LIMITS,
+  type LogBatch,
+  PROTOCOL_VERSION,
+  type ProposeState,
+  type RunEventBatch,
+  type RunRef,
+  type RunReject,
+  validateMessage,
+} from "@ferry/sdk/protocol";
+import { type RawData, type WebSocket, WebSocketServer } from "ws";
+import type { Authenticator, Principal } from "../auth/authenticate.ts";
+import { scopeAllows } from "../auth/tokens.ts";
+import { type Dispatcher, HELD_STATES } from "../dispatcher.ts";
+import { newId } from "../ids.ts";
+import type { Logger } from "../logger.ts";
+import { proposeFlowRunState } from "../orchestration/flow-runs.ts";
+import { applyLogs, applyRunEvents } from "../orchestration/run-events.ts";
+import { AgentConnection } from "./connection.ts";
+
+export interface HubOptions {
+  heartbeatIntervalMs: number;
+  leaseMs: number;
+  serverVersion: string;
+  /** Time a new connection has to send its hello. */
+  helloTimeoutMs?: number;
+}
+
+/** Messages queued per connection before it is closed for flooding. */
+const MAX_QUEUED = 10_000;
+
+/**
+ * The agent side of the control plane: accepts agent WebSockets, authenticates them,
+ * validates every frame, and applies what agents report. Messages of one connection are
+ * handled strictly in order (a promise chain), which the idempotency rules rely on.
+ */
+export class AgentHub {
+  private readonly wss = new WebSocketServer({ noServer: true, maxPayload: LIMITS.maxFrameBytes });
+  private readonly sockets = new Set<WebSocket>();
+  private readonly byToken = new Map<string, Set<WebSocket>>();
+
+  constructor(
+    private readonly db: Db,
+    private readonly auth: Authenticator,
+    private readonly dispatcher: Dispatcher,
+    private readonly log: Logger,
+    private readonly options: HubOptions,
+  ) {}
+
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    this.wss.handleUpgrade(req, socket, head, (ws) => {
+      this.sockets.add(ws);
+      ws.on("close", () => this.sockets.delete(ws));
+      ws.on("error", (err) => this.log.debug({ err }, "agent socket error"));
+      void this.accept(ws, req);
+    });
+  }
+
+  /** Closes every agent connection made with this token (on revocation). */
+  closeToken(tokenId: string): void {
+    for (const ws of this.byToken.get(tokenId) ?? []) ws.close(CloseCode.tokenRevoked, "token revoked");
+  }
+
+  async close(): Promise<void> {
+    for (const ws of this.sockets) ws.close(CloseCode.goingAway, "control plane shutting down");
+    await new Promise<void>((resolve) => this.wss.close(() => resolve()));
+  }
+
+  private async accept(ws: WebSocket, req: IncomingMessage): Promise<void> {
+    // Frames that arrive while authenticating are kept and handled in order afterwards.
+    const early: RawData[] = [];
+    const earlyBinary: boolean[] = [];
+    const buffer = (data: RawData, isBinary: boolean) => {
+      early.push(data);
+      earlyBinary.push(isBinary);
+    };
+    ws.on("message", buffer);
+    const auth = await this.auth.fromHeader(req.headers.authorization).catch(() => ({ ok: false as const, reason: "authentication failed" }));
+    if (!auth.ok) {
+      ws.close(CloseCode.unauthorized, auth.reason.slice(0, 120));
+      return;
+    }
+    if (!scopeAllows(auth.principal.scopes, "agent")) {
+      ws.close(CloseCode.forbidden, "token lacks the agent scope");
+      return;
+    }
+    const tokenSockets = this.byToken.get(auth.principal.tokenId) ?? new Set();
+    tokenSockets.add(ws);
+    this.byToken.set(auth.principal.tokenId, tokenSockets);
+    ws.on("close", () => tokenSockets.delete(ws));
+
+    const session = new AgentSession(ws, auth.principal, this, this.options);
+    ws.off("message", buffer);
+    ws.on("message", (data, isBinary) => session.enqueue(data, isBinary));
+    early.forEach((data, i) => session.enqueue(data, earlyBinary[i] ?? false));
+  }
+
+  // ---- handlers used by sessions ---------------------------------------------------------
+
+  async hello(ws: WebSocket, principal: Principal, hello: Hello): Promise<AgentConnection> {
+    const previous = this.dispatcher.agent(hello.agentId);
+    if (previous && previous.socket !== ws) {
+      if (previous.workspaceId !== principal.workspaceId) throw new HelloError("agent id belongs to another workspace");
+      previous.socket.close(CloseCode.normal, "replaced by a new connection of the same agent");
+      this.dispatcher.removeAgent(previous);
+    }
+    const existing = await this.db.agent.findUnique({ where: { id: hello.agentId } });
+    if (existing && existing.workspaceId !== principal.workspaceId) throw new HelloError("agent id belongs to another workspace");
+    const now = new Date();
+    const data = {
+      name: hello.name,
+      tokenId: principal.tokenId,
+      poolsJson: JSON.stringify(hello.pools),
+      labelsJson: JSON.stringify(hello.labels),
+      capacity: hello.capacity,
+      version: hello.version,
+      status: "ONLINE",
+      connectedAt: now,
+      lastHeartbeatAt: now,
+      disconnectedAt: null,
+    };
+    await this.db.agent.upsert({
+      where: { id: hello.agentId },
+      create: { id: hello.agentId, workspaceId: principal.workspaceId, ...data },
+      update: data,
+    });
+    const conn = new AgentConnection(ws, hello.agentId, principal.workspaceId, principal.tokenId, hello.name, hello.pools, hello.capacity);
+    await this.reconcile(conn, hello.inFlight);
+    conn.send({
+      type: "welcome",
+      v: PROTOCOL_VERSION,
+      agentId: conn.agentId,
+      heartbeatIntervalMs: this.options.heartbeatIntervalMs,
+      leaseMs: this.options.leaseMs,
+      serverVersion: this.options.serverVersion,
+    });
+    this.dispatcher.addAgent(conn);
+    this.log.info({ agent: conn.name, agentId: conn.agentId, pools: conn.pools, capacity: conn.capacity }, "agent connected");
+    return conn;
+  }
+
+  /**
+   * After a (re)connect: runs the control plane believes this agent holds but the agent
+   * does not report are over (RUNNING → CRASHED; PENDING, never started → back to the
+   * queue); runs the agent reports that are no longer its own are cancelled on the agent.
+   */
+  private async reconcile(conn: AgentConnection, inFlight: readonly RunRef[]): Promise<void> {
+    const reported = new Map(inFlight.map((r) => [r.flowRunId, r.attempt]));
+    const believed = await this.db.flowRun.findMany({
+      where: { workspaceId: conn.workspaceId, agentId: conn.agentId, stateType: { in: HELD_STATES } },
+    });
+    for (const run of believed) {
+      if (reported.get(run.id) === run.attempt) {
+        conn.held.add(run.id);
+        continue;
+      }
+      if (run.stateType === "PENDING") {
+        await this.requeue(run.id, run.workspaceId, conn.agentId, run.attempt, "agent reconnected without the run");
+      } else {
+        const outcome = await proposeFlowRunState(this.db, {
+          workspaceId: run.workspaceId,
+          flowRunId: run.id,
+          state: { type: "CRASHED", name: "Crashed", message: `agent ${conn.name} reconnected without this run (it was lost)` },
+          proposer: "system",
+        });
+        if (outcome.requeued) this.dispatcher.kick();
+      }
+    }
+    const believedIds = new Set(believed.filter((r) => conn.held.has(r.id)).map((r) => r.id));
+    for (const ref of inFlight) {
+      if (!believedIds.has(ref.flowRunId)) {
+        conn.send({ type: "run.cancel", v: PROTOCOL_VERSION, ...ref, reason: "this attempt no longer belongs to this agent" });
+      }
+    }
+  }
+
+  /** PENDING → SCHEDULED without spending an attempt (the run never started). */
+  private async requeue(flowRunId: string, workspaceId: string, agentId: string, attempt: number, message: string): Promise<void> {
+    const now = new Date();
+    await this.db.$transaction(async (tx) => {
+      const updated = await tx.flowRun.updateMany({
+        where: { id: flowRunId, agentId, attempt, stateType: "PENDING" },
+        data: { stateType: "SCHEDULED", stateName: "Scheduled", stateMessage: message, stateTimestamp: now, agentId: null, leaseExpiresAt: null, attempt: attempt - 1 },
+      });
+      if (updated.count === 1) {
+        await tx.flowRunState.create({
+          data: { id: newId(), workspaceId, flowRunId, type: "SCHEDULED", name: "Scheduled", message, timestamp: now, attempt: attempt - 1 },
+        });
+      }
+    });
+    this.dispatcher.release(agentId, flowRunId);
+  }
+
+  internalError(err: unknown): void {
+    this.log.error({ err }, "failed to handle an agent message");
+  }
+
+  async disconnected(conn: AgentConnection): Promise<void> {
+    this.dispatcher.removeAgent(conn);
+    if (this.dispatcher.agent(conn.agentId)) return; // a newer connection took over
+    await this.db.agent.updateMany({ where: { id: conn.agentId }, data: { status: "OFFLINE", disconnectedAt: new Date() } });
+    this.log.info({ agent: conn.name, agentId: conn.agentId }, "agent disconnected; its runs are held until their leases end");
+  }
+
+  async handle(conn: AgentConnection, msg: AgentMessage): Promise<void> {
+    switch (msg.type) {
+      case "hello":
+        throw new ProtocolError("BAD_MESSAGE", "hello was already received on this connection");
+      case "run.accept":
+        return;
+      case "run.reject":
+        return this.onReject(conn, msg);
+      case "state.propose":
+        return this.onPropose(conn, msg);
+      case "run.events":
+        return this.onEvents(conn, msg);
+      case "logs":
+        return this.onLogs(conn, msg);
+      case "heartbeat":
+        return this.onHeartbeat(conn, msg);
+      default: {
+        const unreachable: never = msg;
+        throw new ProtocolError("BAD_MESSAGE", `unknown message ${JSON.stringify(unreachable).slice(0, 100)}`);
+      }
+    }
+  }
+
+  private async onReject(conn: AgentConnection, msg: RunReject): Promise<void> {
+    await this.requeue(msg.flowRunId, conn.workspaceId, conn.agentId, msg.attempt, `agent ${conn.name} rejected the run: ${msg.reason}`);
+  }
+
+  private async onPropose(conn: AgentConnection, msg: ProposeState): Promise<void> {
+    const outcome = await proposeFlowRunState(this.db, {
+      workspaceId: conn.workspaceId,
+      flowRunId: msg.flowRunId,
+      state: msg.state,
+      proposer: "agent",
+      fence: { agentId: conn.agentId, attempt: msg.attempt },
+      eventId: msg.eventId,
+      timestamp: new Date(msg.timestamp),
+    });
+    if (outcome.released) this.dispatcher.release(conn.agentId, msg.flowRunId);
+    conn.send({ type: "ack", v: PROTOCOL_VERSION, msgId: msg.msgId, ok: true, orchestration: outcome.result });
+  }
+
+  /** The root run of a report, if this agent holds (or held, for late reports) that attempt. */
+  private async ownedRun(conn: AgentConnection, ref: RunRef) {
+    const run = await this.db.flowRun.findFirst({ where: { id: ref.flowRunId, workspaceId: conn.workspaceId } });
+    if (!run) throw new ProtocolError("UNKNOWN_RUN", `unknown flow run ${ref.flowRunId}`);
+    if (run.agentId !== conn.agentId || run.attempt !== ref.attempt) {
+      throw new ProtocolError("STALE_ATTEMPT", `attempt ${ref.attempt} of run ${ref.flowRunId} is no longer held by this agent`);
+    }
+    return run;
+  }
+
+  private async onEvents(conn: AgentConnection, msg: RunEventBatch): Promise<void> {
+    const run = await this.ownedRun(conn, msg);
+    await applyRunEvents(this.db, run, msg.events);
+    conn.send({ type: "ack", v: PROTOCOL_VERSION, msgId: msg.msgId, ok: true });
+  }
+
+  private async onLogs(conn: AgentConnection, msg: LogBatch): Promise<void> {
+    const run = await this.ownedRun(conn, msg);
+    await applyLogs(this.db, run, msg.attempt, msg.lines);
+    conn.send({ type: "ack", v: PROTOCOL_VERSION, msgId: msg.msgId, ok: true });
+  }
+
+  private async onHeartbeat(conn: AgentConnection, msg: Heartbeat): Promise<void> {
+    const now = new Date();
+    const ids = msg.runs.map((r) => r.flowRunId);
+    const rows = ids.length
+      ? await this.db.flowRun.findMany({
+          where: { id: { in: ids }, workspaceId: conn.workspaceId },
+          select: { id: true, agentId: true, attempt: true, stateType: true },
+        })
+      : [];
+    const held = new Map(
+      rows.filter((r) => r.agentId === conn.agentId && HELD_STATES.includes(r.stateType)).map((r) => [r.id, r.attempt]),
+    );
+    const live = msg.runs.filter((r) => held.get(r.flowRunId) === r.attempt);
+    await this.db.$transaction([
+      this.db.agent.update({ where: { id: conn.agentId }, data: { lastHeartbeatAt: now, status: "ONLINE" } }),
+      this.db.flowRun.updateMany({
+        where: { id: { in: live.map((r) => r.flowRunId) }, agentId: conn.agentId, stateType: { in: HELD_STATES } },
+        data: { leaseExpiresAt: new Date(now.getTime() + this.options.leaseMs) },
+      }),
+    ]);
+    const revoked = msg.runs.filter((r) => held.get(r.flowRunId) !== r.attempt);
+    conn.send({ type: "heartbeat.ack", v: PROTOCOL_VERSION, revoked });
+  }
+}
+
+export class HelloError extends Error {}
+
+
+export class ProtocolError extends Error {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** One connection's lifecycle: hello first, then messages handled in order. */
+class AgentSession {
+  private conn: AgentConnection | undefined;
+  private queue: Promise<void> = Promise.resolve();
+  private queued = 0;
+  private readonly helloTimer: NodeJS.Timeout;
+
+  constructor(
+    private readonly ws: WebSocket,
+    private readonly principal: Principal,
+    private readonly hub: AgentHub,
+    options: HubOptions,
+  ) {
+    this.helloTimer = setTimeout(() => ws.close(CloseCode.badHandshake, "no hello received"), options.helloTimeoutMs ?? 10_000);
+    ws.on("close", () => {
+      clearTimeout(this.helloTimer);
+      const conn = this.conn;
+      if (conn) this.queue = this.queue.then(() => hub.disconnected(conn)).catch(() => {});
+    });
+  }
+
+  enqueue(data: RawData, isBinary: boolean): void {
+    if (++this.queued > MAX_QUEUED) {
+      this.ws.close(CloseCode.tooBig, "too many unprocessed messages");
+      return;
+    }
+    this.queue = this.queue
+      .then(() => this.process(data, isBinary))
+      .catch(() => {})
+      .finally(() => {
+        this.queued--;
+      });
+  }
+
+  private sendError(code: ErrorCode, message: string, msgId: number | undefined): void {
+    const frame =
+      msgId !== undefined
+        ? { type: "ack" as const, v: PROTOCOL_VERSION, msgId, ok: false, error: { code, message } }
+        : { type: "error" as const, v: PROTOCOL_VERSION, code, message };
+    if (this.ws.readyState === this.ws.OPEN) this.ws.send(JSON.stringify(frame));
+  }
+
+  private async process(data: RawData, isBinary: boolean): Promise<void> {
+    if (isBinary) return this.sendError("BAD_MESSAGE", "binary frames are not supported; send JSON text", undefined);
+    let raw: unknown;
+    try {
+      raw = JSON.parse(data.toString());
+    } catch {
+      return this.sendError("BAD_MESSAGE", "message is not valid JSON", undefined);
+    }
+    const msgId =
+      typeof raw === "object" && raw !== null && "msgId" in raw && Number.isInteger(raw.msgId) ? Number(raw.msgId) : undefined;
+    if (!this.conn) {
+      const hello = validateMessage(HelloSchema, raw);
+      if (!hello.ok) {
+        const code = hello.code === "UNSUPPORTED_VERSION" ? CloseCode.versionMismatch : CloseCode.badHandshake;
+        this.ws.close(code, `expected hello: ${hello.message}`.slice(0, 120));
+        return;
+      }
+      clearTimeout(this.helloTimer);
+      try {
+        this.conn = await this.hub.hello(this.ws, this.principal, hello.value);
+      } catch (err) {
+        this.ws.close(CloseCode.badHandshake, (err instanceof HelloError ? err.message : "hello failed").slice(0, 120));
+      }
+      return;
+    }
+    const parsed = validateMessage(AgentMessageSchema, raw);
+    if (!parsed.ok) return this.sendError(parsed.code, parsed.message, msgId);
+    try {
+      await this.hub.handle(this.conn, parsed.value);
+    } catch (err) {
+      if (err instanceof ProtocolError) return this.sendError(err.code, err.message, msgId);
+      this.sendError("INTERNAL", "the control plane could not apply this message; send it again", msgId);
+      this.hub.internalError(err);
+    }
+  }
+}

@@ -1,0 +1,20 @@
+import type { Db } from "@ferry/prisma";
+import type { AgentHub } from "./agents/hub.ts";
+import type { Authenticator, Principal } from "./auth/authenticate.ts";
+import type { Dispatcher } from "./dispatcher.ts";
+import type { ParamsValidator } from "./params.ts";
+
+/** The long-lived parts of a control plane that request handlers use. */
+export interface Services {
+  db: Db;
+  auth: Authenticator;
+  dispatcher: Dispatcher;
+  hub: AgentHub;
+  params: ParamsValidator;
+}
+
+export interface Context extends Services {
+  principal: Principal | undefined;
+  /** Why authentication failed, when it did (for a precise 401 message). */
+  authError: string | undefined;
+}

@@ -1,0 +1,181 @@
+import type { Db } from "@ferry/prisma";
+import { PROTOCOL_VERSION } from "@ferry/sdk/protocol";
+import type { AgentConnection } from "./agents/connection.ts";
+import { newId } from "./ids.ts";
+import type { Logger } from "./logger.ts";
+import { proposeFlowRunState } from "./orchestration/flow-runs.ts";
+
+export const HELD_STATES = ["PENDING", "RUNNING", "CANCELLING", "PAUSED"];
+
+export interface DispatcherOptions {
+  leaseMs: number;
+}
+
+/** Longest single sleep until the next scheduled run is due; re-checked after it. */
+const MAX_WAKE_MS = 60_000;
+
+/**
+ * Pushes due runs to connected agents the moment there is work and capacity. Every event
+ * that can make work dispatchable (run created, agent connected, slot freed, retry due)
+ * calls `kick()`; passes are coalesced so one runs at a time. For runs due in the future
+ * a single timer wakes the dispatcher at the earliest due time; nothing polls.
+ */
+export class Dispatcher {
+  private readonly agents = new Map<string, AgentConnection>();
+  private running = false;
+  private again = false;
+  private wake: NodeJS.Timeout | undefined;
+  private stopped = false;
+
+  constructor(
+    private readonly db: Db,
+    private readonly log: Logger,
+    private readonly options: DispatcherOptions,
+  ) {}
+
+  addAgent(conn: AgentConnection): void {
+    this.agents.set(conn.agentId, conn);
+    this.kick();
+  }
+
+  removeAgent(conn: AgentConnection): void {
+    if (this.agents.get(conn.agentId) === conn) this.agents.delete(conn.agentId);
+  }
+
+  agent(agentId: string): AgentConnection | undefined {
+    return this.agents.get(agentId);
+  }
+
+  connected(): AgentConnection[] {
+    return [...this.agents.values()];
+  }
+
+  /** A slot was freed or a run went back to the queue. */
+  release(agentId: string | null, flowRunId: string): void {
+    if (agentId) this.agents.get(agentId)?.held.delete(flowRunId);
+    this.kick();
+  }
+
+  kick(): void {
+    if (this.stopped) return;
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    this.running = true;
+    setImmediate(() => void this.loop());
+  }
+
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.wake);
+  }
+
+  private async loop(): Promise<void> {
+    try {
+      do {
+        this.again = false;
+        await this.pass();
+      } while (this.again && !this.stopped);
+    } catch (err) {
+      this.log.error({ err }, "dispatch pass failed");
+    } finally {
+      this.running = false;
+    }
+  }
+
+  private async pass(): Promise<void> {
+    const byWorkspace = new Map<string, AgentConnection[]>();
+    for (const a of this.agents.values()) {
+      if (!a.open) continue;
+      const list = byWorkspace.get(a.workspaceId) ?? [];
+      list.push(a);
+      byWorkspace.set(a.workspaceId, list);
+    }
+    let nextDue: Date | undefined;
+    for (const [workspaceId, agents] of byWorkspace) {
+      const pools = [...new Set(agents.flatMap((a) => a.pools))];
+      const free = agents.reduce((n, a) => n + Math.max(0, a.free), 0);
+      const now = new Date();
+      if (free > 0) {
+        const due = await this.db.flowRun.findMany({
+          where: { workspaceId, stateType: "SCHEDULED", workPool: { in: pools }, expectedStartTime: { lte: now }, parentFlowRunId: null },
+          orderBy: { expectedStartTime: "asc" },
+          take: free,
+          include: { deployment: true },
+        });
+        for (const run of due) {
+          const candidates = agents.filter((a) => a.open && a.free > 0 && a.pools.includes(run.workPool));
+          const agent = candidates.sort((x, y) => y.free - x.free)[0];
+          if (agent) await this.claim(run, agent);
+        }
+      }
+      const upcoming = await this.db.flowRun.findFirst({
+        where: { workspaceId, stateType: "SCHEDULED", workPool: { in: pools }, expectedStartTime: { gt: now }, parentFlowRunId: null },
+        orderBy: { expectedStartTime: "asc" },
+        select: { expectedStartTime: true },
+      });
+      if (upcoming && (!nextDue || upcoming.expectedStartTime < nextDue)) nextDue = upcoming.expectedStartTime;
+    }
+    this.scheduleWake(nextDue);
+  }
+
+  private scheduleWake(at: Date | undefined): void {
+    clearTimeout(this.wake);
+    if (!at || this.stopped) return;
+    const ms = Math.min(Math.max(0, at.getTime() - Date.now()), MAX_WAKE_MS);
+    this.wake = setTimeout(() => this.kick(), ms);
+    this.wake.unref();
+  }
+
+  private async claim(
+    run: { id: string; workspaceId: string; attempt: number; parametersJson: string; timeoutMs: number | null; deployment: { entrypoint: string; flowName: string } | null },
+    agent: AgentConnection,
+  ): Promise<void> {
+    const now = new Date();
+    const attempt = run.attempt + 1;
+    const leaseExpiresAt = new Date(now.getTime() + this.options.leaseMs);
+    if (!run.deployment) {
+      await proposeFlowRunState(this.db, {
+        workspaceId: run.workspaceId,
+        flowRunId: run.id,
+        state: { type: "CRASHED", name: "Crashed", message: "the run has no deployment to execute" },
+        proposer: "system",
+      });
+      return;
+    }
+    const claimed = await this.db.$transaction(async (tx) => {
+      const updated = await tx.flowRun.updateMany({
+        where: { id: run.id, stateType: "SCHEDULED", attempt: run.attempt },
+        data: { stateType: "PENDING", stateName: "Pending", stateMessage: null, stateTimestamp: now, agentId: agent.agentId, attempt, leaseExpiresAt },
+      });
+      if (updated.count !== 1) return false;
+      await tx.flowRunState.create({
+        data: {
+          id: newId(),
+          workspaceId: run.workspaceId,
+          flowRunId: run.id,
+          type: "PENDING",
+          name: "Pending",
+          message: `assigned to agent ${agent.name}`,
+          timestamp: now,
+          attempt,
+        },
+      });
+      return true;
+    });
+    if (!claimed) return;
+    agent.held.add(run.id);
+    agent.send({
+      type: "run.assign",
+      v: PROTOCOL_VERSION,
+      flowRunId: run.id,
+      attempt,
+      flowName: run.deployment.flowName,
+      entrypoint: run.deployment.entrypoint,
+      parameters: JSON.parse(run.parametersJson) as Record<string, unknown>,
+      ...(run.timeoutMs ? { timeoutMs: run.timeoutMs } : {}),
+      leaseExpiresAt: leaseExpiresAt.toISOString(),
+    });
+  }
+}

@@ -1,0 +1,145 @@
+import type { Db } from "@ferry/prisma";
+import type { FlowRun } from "@ferry/prisma/sqlite";
+import { isTerminal, type OrchestrationResult, type StateProposal, StateType } from "@ferry/sdk/protocol";
+import { newId } from "../ids.ts";
+import { decideTransition, type Proposer, shouldRetry } from "./rules.ts";
+
+export interface ProposeInput {
+  workspaceId: string;
+  flowRunId: string;
+  state: StateProposal;
+  proposer: Proposer;
+  /** For agent proposals: the attempt and agent that hold the run (fencing). */
+  fence?: { agentId: string; attempt: number };
+  /** Makes a replayed proposal a no-op that returns the current state. */
+  eventId?: string;
+  timestamp?: Date;
+}
+
+export interface ProposeOutcome {
+  result: OrchestrationResult;
+  run: FlowRun | null;
+  /** The attempt ended: the agent's slot is free. */
+  released: boolean;
+  /** The run went back to SCHEDULED (a retry): dispatch should look again. */
+  requeued: boolean;
+}
+
+const MAX_CONFLICT_RETRIES = 5;
+
+export function currentState(run: FlowRun): StateProposal {
+  return {
+    type: StateType.parse(run.stateType),
+    name: run.stateName,
+    ...(run.stateMessage ? { message: run.stateMessage } : {}),
+  };
+}
+
+/** Columns that follow from entering a state. */
+function stateColumns(run: FlowRun, state: StateProposal, at: Date) {
+  return {
+    stateType: state.type,
+    stateName: state.name,
+    stateMessage: state.message ?? null,
+    stateTimestamp: at,
+    ...(state.type === "RUNNING" && !run.startTime ? { startTime: at } : {}),
+    ...(isTerminal(state.type) ? { endTime: at, leaseExpiresAt: null } : {}),
+  };
+}
+
+/**
+ * Applies a proposed flow-run state through the orchestration rules and records it in the
+ * history. Uses optimistic concurrency (the update matches the state it decided on), so
+ * concurrent proposals (a user's cancel racing an agent's report) are decided one at a time.
+ */
+export async function proposeFlowRunState(db: Db, input: ProposeInput): Promise<ProposeOutcome> {
+  if (input.eventId) {
+    const seen = await db.flowRunState.findUnique({ where: { eventId: input.eventId } });
+    if (seen) {
+      const run = await db.flowRun.findFirst({ where: { id: input.flowRunId, workspaceId: input.workspaceId } });
+      return {
+        result: { status: "ACCEPT", state: run ? currentState(run) : input.state, reason: "already applied" },
+        run,
+        released: false,
+        requeued: false,
+      };
+    }
+  }
+  for (let i = 0; i < MAX_CONFLICT_RETRIES; i++) {
+    const run = await db.flowRun.findFirst({ where: { id: input.flowRunId, workspaceId: input.workspaceId } });
+    if (!run) {
+      return { result: { status: "REJECT", state: input.state, reason: "unknown flow run" }, run: null, released: false, requeued: false };
+    }
+    const reject = (reason: string): ProposeOutcome => ({
+      result: { status: "REJECT", state: currentState(run), reason },
+      run,
+      released: false,
+      requeued: false,
+    });
+    if (input.fence && (run.agentId !== input.fence.agentId || run.attempt !== input.fence.attempt)) {
+      return reject(`stale attempt: the run is at attempt ${run.attempt}${run.agentId === input.fence.agentId ? "" : " on another agent"}`);
+    }
+    const from = StateType.parse(run.stateType);
+    const decision = decideTransition(from, input.state.type, input.proposer);
+    if (!decision.accept) return reject(decision.reason);
+
+    const at = input.timestamp ?? new Date();
+    const retry = shouldRetry(input.state.type, run.attempt, run.maxRetries);
+    const outcome = await db.$transaction(async (tx) => {
+      const updated = await tx.flowRun.updateMany({
+        where: { id: run.id, stateType: run.stateType, attempt: run.attempt, stateTimestamp: run.stateTimestamp },
+        data: stateColumns(run, input.state, at),
+      });
+      if (updated.count === 0) return null;
+      await tx.flowRunState.create({
+        data: {
+          id: newId(),
+          workspaceId: run.workspaceId,
+          flowRunId: run.id,
+          type: input.state.type,
+          name: input.state.name,
+          message: input.state.message ?? null,
+          timestamp: at,
+          attempt: run.attempt,
+          eventId: input.eventId ?? null,
+        },
+      });
+      if (retry) {
+        const retryAt = new Date(at.getTime() + run.retryDelayMs);
+        const state: StateProposal = {
+          type: "SCHEDULED",
+          name: "AwaitingRetry",
+          message: `retry ${run.attempt} of ${run.maxRetries} after: ${input.state.message ?? input.state.name}`.slice(0, 8000),
+        };
+        const retryAtStamp = new Date(at.getTime() + 1);
+        await tx.flowRun.update({
+          where: { id: run.id },
+          data: { ...stateColumns(run, state, retryAtStamp), agentId: null, leaseExpiresAt: null, endTime: null, expectedStartTime: retryAt },
+        });
+        await tx.flowRunState.create({
+          data: {
+            id: newId(),
+            workspaceId: run.workspaceId,
+            flowRunId: run.id,
+            type: state.type,
+            name: state.name,
+            message: state.message ?? null,
+            timestamp: retryAtStamp,
+            attempt: run.attempt,
+          },
+        });
+      }
+      return tx.flowRun.findUniqueOrThrow({ where: { id: run.id } });
+    });
+    if (!outcome) continue; // someone else changed the run: decide again on the fresh row
+    const wasHeld = run.stateType === "PENDING" || run.stateType === "RUNNING" || run.stateType === "CANCELLING" || run.stateType === "PAUSED";
+    const nowHeld = outcome.stateType === "PENDING" || outcome.stateType === "RUNNING" || outcome.stateType === "CANCELLING" || outcome.stateType === "PAUSED";
+    return {
+      result: { status: "ACCEPT", state: input.state },
+      run: outcome,
+      released: wasHeld && !nowHeld,
+      requeued: outcome.stateType === "SCHEDULED",
+    };
+  }
+  throw new Error(`flow run ${input.flowRunId}: too many concurrent state changes`);
+}

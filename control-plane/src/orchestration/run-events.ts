@@ -1,0 +1,198 @@
+import type { Db } from "@ferry/prisma";
+import type { FlowRun } from "@ferry/prisma/sqlite";
+import { isTerminal, type LogLine, type RunEvent, type TaskRunCreated, type TaskRunStateChanged } from "@ferry/sdk/protocol";
+import { newId } from "../ids.ts";
+import { proposeFlowRunState } from "./flow-runs.ts";
+
+/**
+ * Applies a batch of runtime events of one dispatched (root) run. Idempotent: task runs
+ * are keyed by id, task-run states by event id, child flow-run states by event id, so a
+ * batch replayed after a reconnect changes nothing. Creations are applied before states,
+ * which is safe because a producer always emits an entity's creation before its states.
+ */
+export async function applyRunEvents(db: Db, root: FlowRun, events: readonly RunEvent[]): Promise<void> {
+  const workspaceId = root.workspaceId;
+  const childCreates = events.filter((e) => e.kind === "flow_run.created");
+  const taskCreates = events.filter((e): e is TaskRunCreated => e.kind === "task_run.created");
+  const childStates = events.filter((e) => e.kind === "flow_run.state");
+  const taskStates = events.filter((e): e is TaskRunStateChanged => e.kind === "task_run.state");
+
+  // Flow runs this batch may touch: the root and its descendants, created now or earlier.
+  const knownRuns = new Set<string>([root.id]);
+  if (childCreates.length || taskCreates.length || childStates.length) {
+    const ids = new Set([...childCreates.map((e) => e.parentFlowRunId), ...taskCreates.map((e) => e.flowRunId), ...childStates.map((e) => e.flowRunId)]);
+    ids.delete(root.id);
+    if (ids.size) {
+      const rows = await db.flowRun.findMany({ where: { workspaceId, id: { in: [...ids] } }, select: { id: true } });
+      for (const r of rows) knownRuns.add(r.id);
+    }
+  }
+
+  if (childCreates.length) {
+    const existing = await db.flowRun.findMany({ where: { id: { in: childCreates.map((e) => e.id) } }, select: { id: true } });
+    const have = new Set(existing.map((r) => r.id));
+    for (const e of childCreates) {
+      if (have.has(e.id) || !knownRuns.has(e.parentFlowRunId)) continue;
+      const flow = await db.flow.upsert({
+        where: { workspaceId_name: { workspaceId, name: e.flowName } },
+        create: { id: newId(), workspaceId, name: e.flowName },
+        update: {},
+      });
+      const at = new Date(e.timestamp);
+      await db.$transaction([
+        db.flowRun.create({
+          data: {
+            id: e.id,
+            workspaceId,
+            flowId: flow.id,
+            parentFlowRunId: e.parentFlowRunId,
+            parentTaskRunId: e.parentTaskRunId,
+            name: `${e.flowName}-${e.id.slice(0, 6)}`,
+            parametersJson: JSON.stringify(e.parameters),
+            tagsJson: "[]",
+            workPool: root.workPool,
+            stateType: "PENDING",
+            stateName: "Pending",
+            stateTimestamp: at,
+            attempt: 1,
+            expectedStartTime: at,
+          },
+        }),
+        db.flowRunState.create({
+          data: { id: newId(), workspaceId, flowRunId: e.id, type: "PENDING", name: "Pending", timestamp: at, attempt: 1 },
+        }),
+      ]);
+      knownRuns.add(e.id);
+    }
+  }
+
+  if (taskCreates.length) {
+    const existing = await db.taskRun.findMany({ where: { id: { in: taskCreates.map((e) => e.id) } }, select: { id: true } });
+    const have = new Set(existing.map((r) => r.id));
+    const fresh = taskCreates.filter((e) => !have.has(e.id) && knownRuns.has(e.flowRunId));
+    if (fresh.length) {
+      await db.$transaction([
+        db.taskRun.createMany({
+          data: fresh.map((e) => ({
+            id: e.id,
+            workspaceId,
+            flowRunId: e.flowRunId,
+            taskKey: e.taskKey,
+            dynamicKey: e.dynamicKey,
+            name: e.name,
+            tagsJson: JSON.stringify(e.tags),
+            stateType: "PENDING",
+            stateName: "Pending",
+            stateTimestamp: new Date(e.timestamp),
+            maxRetries: e.maxRetries,
+            childFlowRunId: e.childFlowRunId ?? null,
+          })),
+        }),
+        db.taskRunEdge.createMany({
+          data: fresh.flatMap((e) =>
+            [...new Set(e.upstream)].map((upstreamId) => ({ workspaceId, flowRunId: e.flowRunId, upstreamId, downstreamId: e.id })),
+          ),
+        }),
+      ]);
+    }
+  }
+
+  for (const e of childStates) {
+    if (!knownRuns.has(e.flowRunId) || e.flowRunId === root.id) continue;
+    await proposeFlowRunState(db, {
+      workspaceId,
+      flowRunId: e.flowRunId,
+      state: e.state,
+      proposer: "system",
+      eventId: e.eventId,
+      timestamp: new Date(e.timestamp),
+    });
+  }
+
+  if (taskStates.length) await applyTaskStates(db, workspaceId, taskStates);
+}
+
+async function applyTaskStates(db: Db, workspaceId: string, events: readonly TaskRunStateChanged[]): Promise<void> {
+  const seen = await db.taskRunState.findMany({ where: { id: { in: events.map((e) => e.eventId) } }, select: { id: true } });
+  const done = new Set(seen.map((s) => s.id));
+  const fresh = events.filter((e) => !done.has(e.eventId));
+  if (!fresh.length) return;
+  const runs = await db.taskRun.findMany({
+    where: { workspaceId, id: { in: [...new Set(fresh.map((e) => e.taskRunId))] } },
+    select: { id: true, startTime: true },
+  });
+  const byId = new Map(runs.map((r) => [r.id, r]));
+  const valid = fresh.filter((e) => byId.has(e.taskRunId));
+  // The last new state of each task run becomes its current state.
+  const latest = new Map<string, TaskRunStateChanged>();
+  const firstRunning = new Map<string, Date>();
+  for (const e of valid) {
+    latest.set(e.taskRunId, e);
+    if (e.state.type === "RUNNING" && !firstRunning.has(e.taskRunId)) firstRunning.set(e.taskRunId, new Date(e.timestamp));
+  }
+  await db.$transaction([
+    db.taskRunState.createMany({
+      data: valid.map((e) => ({
+        id: e.eventId,
+        workspaceId,
+        taskRunId: e.taskRunId,
+        type: e.state.type,
+        name: e.state.name,
+        message: e.state.message ?? null,
+        timestamp: new Date(e.timestamp),
+        attempt: e.attempt,
+      })),
+    }),
+    ...[...latest.values()].map((e) => {
+      const at = new Date(e.timestamp);
+      const started = firstRunning.get(e.taskRunId);
+      return db.taskRun.update({
+        where: { id: e.taskRunId },
+        data: {
+          stateType: e.state.type,
+          stateName: e.state.name,
+          stateMessage: e.state.message ?? null,
+          stateTimestamp: at,
+          attempt: e.attempt,
+          ...(started && !byId.get(e.taskRunId)?.startTime ? { startTime: started } : {}),
+          ...(isTerminal(e.state.type) ? { endTime: at } : {}),
+        },
+      });
+    }),
+  ]);
+}
+
+/**
+ * Stores log lines of a root run's attempt. The agent numbers lines per root attempt, also
+ * those of child flow runs (stored under the child's id), so (attempt, seq) identifies a
+ * line across the root and its children and a replayed line is skipped.
+ */
+export async function applyLogs(db: Db, root: FlowRun, attempt: number, lines: readonly LogLine[]): Promise<number> {
+  const childIds = [...new Set(lines.map((l) => l.flowRunId).filter((id): id is string => !!id && id !== root.id))];
+  const children = childIds.length
+    ? new Set(
+        (await db.flowRun.findMany({ where: { workspaceId: root.workspaceId, id: { in: childIds } }, select: { id: true } })).map(
+          (r) => r.id,
+        ),
+      )
+    : new Set<string>();
+  const existing = await db.log.findMany({
+    where: { flowRunId: { in: [root.id, ...children] }, attempt, seq: { in: lines.map((l) => l.seq) } },
+    select: { seq: true },
+  });
+  const have = new Set(existing.map((l) => l.seq));
+  const rows = lines
+    .filter((l) => !have.has(l.seq))
+    .map((l) => ({
+      workspaceId: root.workspaceId,
+      flowRunId: l.flowRunId && children.has(l.flowRunId) ? l.flowRunId : root.id,
+      taskRunId: l.taskRunId ?? null,
+      attempt,
+      seq: l.seq,
+      level: l.level,
+      message: l.message,
+      timestamp: new Date(l.timestamp),
+    }));
+  if (rows.length) await db.log.createMany({ data: rows });
+  return rows.length;
+}

@@ -1,0 +1,23 @@
+import { agentsRouter } from "./routers/agents.ts";
+import { authRouter } from "./routers/auth.ts";
+import { deploymentsRouter } from "./routers/deployments.ts";
+import { flowsRouter } from "./routers/flows.ts";
+import { logsRouter } from "./routers/logs.ts";
+import { runsRouter } from "./routers/runs.ts";
+import { taskRunsRouter } from "./routers/task-runs.ts";
+import { tokensRouter } from "./routers/tokens.ts";
+import { router } from "./trpc.ts";
+
+export const appRouter = router({
+  auth: authRouter,
+  flows: flowsRouter,
+  deployments: deploymentsRouter,
+  runs: runsRouter,
+  taskRuns: taskRunsRouter,
+  logs: logsRouter,
+  agents: agentsRouter,
+  tokens: tokensRouter,
+});
+
+/** The API's type: import it type-only in clients (`import type { AppRouter } from "@ferry/control-plane"`). */
+export type AppRouter = typeof appRouter;

@@ -1,0 +1,100 @@
+import { z } from "zod";
+import { DomainError } from "../errors.ts";
+import { newId } from "../ids.ts";
+import { router, scoped } from "../trpc.ts";
+import { Limit, parseJson } from "./shared.ts";
+
+const Name = z
+  .string()
+  .min(1)
+  .max(200)
+  .regex(/^[A-Za-z0-9_.:-]+$/, "use letters, digits, and _ . : -");
+
+export const DeploymentInput = z.object({
+  name: Name,
+  flowName: z.string().min(1).max(200),
+  description: z.string().max(2000).optional(),
+  /** Path of the flow's module relative to the agent's working directory. */
+  entrypoint: z
+    .string()
+    .min(1)
+    .max(1000)
+    .refine((p) => !p.startsWith("/") && !p.split(/[\\/]/).includes(".."), "must be a relative path inside the agent's directory"),
+  paramsSchema: z.record(z.string(), z.unknown()),
+  defaultParams: z.record(z.string(), z.unknown()).default({}),
+  workPool: Name.default("default"),
+  tags: z.array(z.string().min(1).max(100)).max(50).default([]),
+  retries: z.number().int().min(0).max(100).default(0),
+  retryDelayMs: z.number().int().min(0).max(86_400_000).default(0),
+  timeoutMs: z.number().int().positive().max(7 * 86_400_000).optional(),
+});
+export type DeploymentInput = z.infer<typeof DeploymentInput>;
+
+function present<T extends { paramsSchemaJson: string; defaultParamsJson: string; tagsJson: string }>(d: T) {
+  const { paramsSchemaJson, defaultParamsJson, tagsJson, ...rest } = d;
+  return {
+    ...rest,
+    paramsSchema: parseJson<Record<string, unknown>>(paramsSchemaJson, {}),
+    defaultParams: parseJson<Record<string, unknown>>(defaultParamsJson, {}),
+    tags: parseJson<string[]>(tagsJson, []),
+  };
+}
+
+export const deploymentsRouter = router({
+  /** Creates or updates a deployment by name (what `ferry deploy` calls). */
+  upsert: scoped("write")
+    .input(DeploymentInput)
+    .mutation(async ({ ctx, input }) => {
+      const workspaceId = ctx.principal.workspaceId;
+      const flow = await ctx.db.flow.upsert({
+        where: { workspaceId_name: { workspaceId, name: input.flowName } },
+        create: { id: newId(), workspaceId, name: input.flowName },
+        update: {},
+      });
+      const data = {
+        flowId: flow.id,
+        flowName: input.flowName,
+        description: input.description ?? null,
+        entrypoint: input.entrypoint,
+        paramsSchemaJson: JSON.stringify(input.paramsSchema),
+        defaultParamsJson: JSON.stringify(input.defaultParams),
+        workPool: input.workPool,
+        tagsJson: JSON.stringify(input.tags),
+        retries: input.retries,
+        retryDelayMs: input.retryDelayMs,
+        timeoutMs: input.timeoutMs ?? null,
+      };
+      const deployment = await ctx.db.deployment.upsert({
+        where: { workspaceId_name: { workspaceId, name: input.name } },
+        create: { id: newId(), workspaceId, name: input.name, ...data },
+        update: data,
+      });
+      return present(deployment);
+    }),
+  list: scoped("read")
+    .input(z.object({ limit: Limit }).default({ limit: 50 }))
+    .query(async ({ ctx, input }) => {
+      const rows = await ctx.db.deployment.findMany({
+        where: { workspaceId: ctx.principal.workspaceId },
+        orderBy: { name: "asc" },
+        take: input.limit,
+      });
+      return rows.map(present);
+    }),
+  get: scoped("read")
+    .input(z.object({ name: z.string().min(1).max(200) }))
+    .query(async ({ ctx, input }) => {
+      const d = await ctx.db.deployment.findUnique({
+        where: { workspaceId_name: { workspaceId: ctx.principal.workspaceId, name: input.name } },
+      });
+      if (!d) throw new DomainError("NOT_FOUND", `no deployment named "${input.name}"`);
+      return present(d);
+    }),
+  delete: scoped("write")
+    .input(z.object({ name: z.string().min(1).max(200) }))
+    .mutation(async ({ ctx, input }) => {
+      const deleted = await ctx.db.deployment.deleteMany({ where: { workspaceId: ctx.principal.workspaceId, name: input.name } });
+      if (deleted.count === 0) throw new DomainError("NOT_FOUND", `no deployment named "${input.name}"`);
+      return { deleted: input.name };
+    }),
+});

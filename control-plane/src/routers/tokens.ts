@@ -1,0 +1,42 @@
+import { z } from "zod";
+import { Scope } from "../auth/tokens.ts";
+import { DomainError } from "../errors.ts";
+import { createToken } from "../workspace.ts";
+import { router, scoped } from "../trpc.ts";
+import { IdInput } from "./shared.ts";
+
+export const tokensRouter = router({
+  /** Creates a token; the secret is in the answer and never again. */
+  create: scoped("admin")
+    .input(
+      z.object({
+        name: z.string().min(1).max(100),
+        scopes: z.array(Scope).min(1).max(4),
+        /** Lifetime in seconds; omitted: no expiry. */
+        expiresInSeconds: z.number().int().positive().max(10 * 365 * 86_400).optional(),
+      }),
+    )
+    .mutation(({ ctx, input }) => createToken(ctx.db, ctx.principal.workspaceId, input)),
+  list: scoped("admin").query(({ ctx }) =>
+    ctx.db.apiToken.findMany({
+      where: { workspaceId: ctx.principal.workspaceId },
+      orderBy: { createdAt: "desc" },
+      select: { id: true, name: true, prefix: true, scopes: true, createdAt: true, expiresAt: true, revokedAt: true, lastUsedAt: true },
+    }),
+  ),
+  /** Revokes a token: its API calls and web sessions stop working, its agent sockets are closed. */
+  revoke: scoped("admin")
+    .input(IdInput)
+    .mutation(async ({ ctx, input }) => {
+      const updated = await ctx.db.apiToken.updateMany({
+        where: { id: input.id, workspaceId: ctx.principal.workspaceId, revokedAt: null },
+        data: { revokedAt: new Date() },
+      });
+      if (updated.count === 0) {
+        const exists = await ctx.db.apiToken.findFirst({ where: { id: input.id, workspaceId: ctx.principal.workspaceId } });
+        if (!exists) throw new DomainError("NOT_FOUND", `no token ${input.id}`);
+      }
+      ctx.hub.closeToken(input.id);
+      return { id: input.id, revoked: true };
+    }),
+});

@@ -1,0 +1,121 @@
+import type { AddressInfo } from "node:net";
+import { createAdaptorServer } from "@hono/node-server";
+import { type OpenDatabase, openDatabase } from "@ferry/prisma";
+import { AGENT_WS_PATH, LIMITS } from "@ferry/sdk/protocol";
+import { fetchRequestHandler } from "@trpc/server/adapters/fetch";
+import { Hono } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import { cors } from "hono/cors";
+import { AgentHub } from "./agents/hub.ts";
+import { Authenticator } from "./auth/authenticate.ts";
+import type { Context, Services } from "./context.ts";
+import { Dispatcher } from "./dispatcher.ts";
+import { LeaseReaper } from "./leases.ts";
+import { logger } from "./logger.ts";
+import { ParamsValidator } from "./params.ts";
+import { appRouter } from "./router.ts";
+import { type CreatedToken, createWorkspace, sessionKey } from "./workspace.ts";
+
+export const SERVER_VERSION = "0.1.0";
+
+export interface ControlPlaneOptions {
+  databaseUrl: string;
+  port?: number;
+  host?: string;
+  heartbeatIntervalMs?: number;
+  leaseMs?: number;
+  /** How often expired leases are looked for. */
+  leaseSweepMs?: number;
+  /** Origins allowed to call the API from a browser (the web app). */
+  corsOrigins?: string[];
+}
+
+export interface ControlPlane {
+  url: string;
+  port: number;
+  services: Services;
+  database: OpenDatabase;
+  /** Set on the very first start: the admin token of the default workspace (shown once). */
+  bootstrapToken: CreatedToken | undefined;
+  close(): Promise<void>;
+}
+
+export async function startControlPlane(options: ControlPlaneOptions): Promise<ControlPlane> {
+  const log = logger.child({ component: "server" });
+  const database = await openDatabase(options.databaseUrl);
+  const { db } = database;
+  const heartbeatIntervalMs = options.heartbeatIntervalMs ?? 5_000;
+  const leaseMs = options.leaseMs ?? 15_000;
+
+  let bootstrapToken: CreatedToken | undefined;
+  if ((await db.workspace.count()) === 0) {
+    bootstrapToken = (await createWorkspace(db, "default", "Default")).admin;
+  }
+
+  const auth = new Authenticator(db, await sessionKey(db));
+  const dispatcher = new Dispatcher(db, logger.child({ component: "dispatcher" }), { leaseMs });
+  const hub = new AgentHub(db, auth, dispatcher, logger.child({ component: "agents" }), {
+    heartbeatIntervalMs,
+    leaseMs,
+    serverVersion: SERVER_VERSION,
+  });
+  const services: Services = { db, auth, dispatcher, hub, params: new ParamsValidator() };
+  const reaper = new LeaseReaper(db, dispatcher, logger.child({ component: "leases" }), options.leaseSweepMs ?? 1_000);
+
+  const app = new Hono();
+  app.use("/trpc/*", cors({ origin: options.corsOrigins ?? [], credentials: true }));
+  app.use("/trpc/*", bodyLimit({ maxSize: LIMITS.maxFrameBytes, onError: (c) => c.json({ error: "request body too large" }, 413) }));
+  app.get("/healthz", (c) => c.json({ ok: true, version: SERVER_VERSION, agents: dispatcher.connected().length }));
+  app.all("/trpc/*", (c) =>
+    fetchRequestHandler({
+      endpoint: "/trpc",
+      req: c.req.raw,
+      router: appRouter,
+      createContext: async (): Promise<Context> => {
+        const result = await auth.fromHeader(c.req.header("authorization"));
+        return { ...services, principal: result.ok ? result.principal : undefined, authError: result.ok ? undefined : result.reason };
+      },
+      onError: ({ error, path }) => {
+        if (error.code === "INTERNAL_SERVER_ERROR") log.error({ err: error, path }, "API error");
+      },
+    }),
+  );
+
+  const server = createAdaptorServer({ fetch: app.fetch });
+  server.on("upgrade", (req, socket, head) => {
+    const path = new URL(req.url ?? "/", "http://localhost").pathname;
+    if (path !== AGENT_WS_PATH) {
+      socket.end("HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n");
+      return;
+    }
+    hub.handleUpgrade(req, socket, head);
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(options.port ?? 4200, options.host ?? "127.0.0.1", () => resolve());
+  });
+  const address = server.address() as AddressInfo;
+  const host = options.host && options.host !== "0.0.0.0" && options.host !== "::" ? options.host : "127.0.0.1";
+  const url = `http://${host.includes(":") ? `[${host}]` : host}:${address.port}`;
+  reaper.start();
+  dispatcher.kick();
+  log.info({ url, database: database.provider }, "control plane listening");
+
+  return {
+    url,
+    port: address.port,
+    services,
+    database,
+    bootstrapToken,
+    async close() {
+      reaper.stop();
+      dispatcher.stop();
+      await hub.close();
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        if ("closeAllConnections" in server) server.closeAllConnections();
+      });
+      await database.close();
+    },
+  };
+}

@@ -1,0 +1,36 @@
+import { initTRPC, TRPCError } from "@trpc/server";
+import { type Scope, scopeAllows } from "./auth/tokens.ts";
+import type { Context } from "./context.ts";
+import { DomainError, toTRPCError } from "./errors.ts";
+
+const t = initTRPC.context<Context>().create({
+  errorFormatter({ shape, error }) {
+    const cause = error.cause;
+    return {
+      ...shape,
+      data: { ...shape.data, issues: cause instanceof DomainError ? cause.issues : undefined },
+    };
+  },
+});
+
+export const router = t.router;
+
+/** Maps domain errors thrown by handlers to tRPC errors in one place. */
+const domainErrors = t.middleware(async ({ next }) => {
+  const result = await next();
+  if (!result.ok && result.error.cause instanceof DomainError) throw toTRPCError(result.error.cause);
+  return result;
+});
+
+export const publicProcedure = t.procedure.use(domainErrors);
+
+/** A procedure that needs a valid credential with `scope` (or a broader one). */
+export function scoped(scope: Scope) {
+  return publicProcedure.use(({ ctx, next }) => {
+    if (!ctx.principal) throw new TRPCError({ code: "UNAUTHORIZED", message: ctx.authError ?? "authentication required" });
+    if (!scopeAllows(ctx.principal.scopes, scope)) {
+      throw new TRPCError({ code: "FORBIDDEN", message: `this action needs a token with the ${scope} scope` });
+    }
+    return next({ ctx: { ...ctx, principal: ctx.principal } });
+  });
+}

@@ -1,0 +1,21 @@
+// @ferry/prisma: the database layer shared by the control plane and the CLI.
+export {
+  type Db,
+  type OpenDatabase,
+  type OpenDatabaseOptions,
+  openDatabase,
+  type Provider,
+  providerOf,
+  SQLITE_BUSY_TIMEOUT_MS,
+  sqliteFilePath,
+} from "./database.ts";
+export {
+  checksumOf,
+  MigrationError,
+  type MigrationFile,
+  type MigrationResult,
+  type MigrationTarget,
+  migrate,
+  migrationsDirectory,
+  readMigrations,
+} from "./migrate.ts";

@@ -1,0 +1,49 @@
+import { PROTOCOL_VERSION } from "../protocol/common.ts";
+import type { LogRecord, RunEvent } from "../protocol/events.ts";
+import type { FromFlowProcess } from "../protocol/ipc.ts";
+import type { RunReporter } from "../runtime/scope.ts";
+
+const FLUSH_MS = 20;
+const FLUSH_AT = 500;
+
+/**
+ * Sends what the flow runtime reports to the agent over IPC, in batches: a burst of
+ * thousands of task events costs a handful of messages, not one each.
+ */
+export class IpcReporter implements RunReporter {
+  private events: RunEvent[] = [];
+  private logs: LogRecord[] = [];
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly send: (message: FromFlowProcess) => Promise<void>) {}
+
+  event(e: RunEvent): void {
+    this.events.push(e);
+    this.schedule();
+  }
+
+  log(record: LogRecord): void {
+    // Events first: a log line may refer to a child flow run created by a pending event.
+    this.logs.push(record);
+    this.schedule();
+  }
+
+  private schedule(): void {
+    if (this.events.length + this.logs.length >= FLUSH_AT) {
+      void this.flush();
+    } else if (!this.timer) {
+      this.timer = setTimeout(() => void this.flush(), FLUSH_MS);
+    }
+  }
+
+  async flush(): Promise<void> {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    const events = this.events;
+    const logs = this.logs;
+    this.events = [];
+    this.logs = [];
+    if (events.length) await this.send({ type: "events", v: PROTOCOL_VERSION, events });
+    if (logs.length) await this.send({ type: "logs", v: PROTOCOL_VERSION, lines: logs });
+  }
+}

@@ -1,0 +1,203 @@
+/**
+ * End-to-end harness: runs `ferry` as a user would, as separate processes over real
+ * sockets, against a real SQLite file or a fresh PostgreSQL database.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { cpSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { createFerryClient, type FerryClient } from "@ferry/control-plane/client";
+import pg from "pg";
+
+export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+const FERRY_BIN = join(REPO, "cli/bin/ferry.js");
+export const PG_ADMIN_URL = process.env.FERRY_TEST_POSTGRES_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
+
+export type Provider = "sqlite" | "postgresql";
+
+export interface Proc {
+  child: ChildProcess;
+  output(): string;
+  waitFor(pattern: RegExp, timeoutMs?: number): Promise<RegExpMatchArray>;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  stop(signal?: NodeJS.Signals): Promise<void>;
+}
+
+const live = new Set<Proc>();
+
+export function spawnFerry(args: string[], options: { cwd?: string; env?: Record<string, string> } = {}): Proc {
+  const child = spawn(process.execPath, [FERRY_BIN, ...args], {
+    cwd: options.cwd ?? REPO,
+    env: { ...process.env, FERRY_LOG_LEVEL: "info", ...options.env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let out = "";
+  const listeners = new Set<() => void>();
+  const onData = (chunk: Buffer) => {
+    out += chunk.toString();
+    for (const l of listeners) l();
+  };
+  child.stdout?.on("data", onData);
+  child.stderr?.on("data", onData);
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((res) =>
+    child.on("exit", (code, signal) => {
+      for (const l of listeners) l();
+      res({ code, signal });
+    }),
+  );
+  const proc: Proc = {
+    child,
+    output: () => out,
+    waitFor(pattern, timeoutMs = 30_000) {
+      return new Promise((res, rej) => {
+        const check = () => {
+          const m = out.match(pattern);
+          if (m) {
+            cleanup();
+            res(m);
+          } else if (child.exitCode !== null || child.signalCode !== null) {
+            cleanup();
+            rej(new Error(`process exited before printing ${pattern}:\n${out}`));
+          }
+        };
+        const timer = setTimeout(() => {
+          cleanup();
+          rej(new Error(`timed out waiting for ${pattern}:\n${out}`));
+        }, timeoutMs);
+        const cleanup = () => {
+          clearTimeout(timer);
+          listeners.delete(check);
+        };
+        listeners.add(check);
+        check();
+      });
+    },
+    exited,
+    async stop(signal = "SIGTERM") {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill(signal);
+        const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
+        await exited;
+        clearTimeout(timer);
+      }
+      live.delete(proc);
+    },
+  };
+  live.add(proc);
+  return proc;
+}
+
+/** Runs a ferry command to completion. */
+export async function ferry(
+  args: string[],
+  options: { cwd?: string; env?: Record<string, string>; timeoutMs?: number } = {},
+): Promise<{ code: number | null; output: string }> {
+  const proc = spawnFerry(args, options);
+  const timer = setTimeout(() => proc.child.kill("SIGKILL"), options.timeoutMs ?? 120_000);
+  const { code } = await proc.exited;
+  clearTimeout(timer);
+  live.delete(proc);
+  return { code, output: proc.output() };
+}
+
+export async function stopAll(): Promise<void> {
+  await Promise.all([...live].map((p) => p.stop()));
+}
+
+export interface TestDatabase {
+  url: string;
+  drop(): Promise<void>;
+}
+
+/** Whether a PostgreSQL server answers; CI sets FERRY_REQUIRE_POSTGRES=1 so a missing server fails instead of skipping. */
+export async function postgresUnavailable(): Promise<string | undefined> {
+  const client = new pg.Client({ connectionString: PG_ADMIN_URL, connectionTimeoutMillis: 3_000 });
+  try {
+    await client.connect();
+    await client.end();
+    return undefined;
+  } catch (err) {
+    const reason = `PostgreSQL not reachable at ${PG_ADMIN_URL}: ${err instanceof Error ? err.message : String(err)}`;
+    if (process.env.FERRY_REQUIRE_POSTGRES === "1") throw new Error(`${reason} (FERRY_REQUIRE_POSTGRES=1)`);
+    return reason;
+  }
+}
+
+export async function createDatabase(provider: Provider, dir: string): Promise<TestDatabase> {
+  if (provider === "sqlite") return { url: `file:${join(dir, "ferry.db")}`, drop: async () => {} };
+  const name = `ferry_e2e_${randomBytes(6).toString("hex")}`;
+  const admin = new pg.Client({ connectionString: PG_ADMIN_URL });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE "${name}"`);
+  await admin.end();
+  const url = new URL(PG_ADMIN_URL);
+  url.pathname = `/${name}`;
+  return {
+    url: url.toString(),
+    async drop() {
+      const c = new pg.Client({ connectionString: PG_ADMIN_URL });
+      await c.connect();
+      await c.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+      await c.end();
+    },
+  };
+}
+
+/** A temporary project directory holding the fixture flows (under flows/). */
+export function makeProject(): string {
+  const dir = mkdtempSync(join(tmpdir(), "ferry-e2e-"));
+  cpSync(join(REPO, "tests/e2e/fixtures"), join(dir, "flows"), { recursive: true });
+  // Flow modules are ES modules, as in any TypeScript project of today.
+  writeFileSync(join(dir, "package.json"), `${JSON.stringify({ name: "e2e-project", private: true, type: "module" })}\n`);
+  return dir;
+}
+
+export function removeDir(dir: string): void {
+  rmSync(dir, { recursive: true, force: true });
+}
+
+export interface Server {
+  url: string;
+  adminToken: string;
+  proc: Proc;
+  api: FerryClient;
+  env: Record<string, string>;
+}
+
+export async function startServer(databaseUrl: string, extra: string[] = []): Promise<Server> {
+  const proc = spawnFerry(["server", "start", "--port", "0", "--database-url", databaseUrl, ...extra]);
+  const [, url] = (await proc.waitFor(/listening on (http:\/\/\S+)/)) as unknown as [string, string];
+  const [, adminToken] = (await proc.waitFor(/shown once, keep it safe\):\n\s+(fry_\S+)/)) as unknown as [string, string];
+  return { url, adminToken, proc, api: createFerryClient(url, adminToken), env: { FERRY_API_URL: url, FERRY_API_TOKEN: adminToken } };
+}
+
+export async function createToken(server: Server, scopes: ("agent" | "read" | "write" | "admin")[], name = scopes.join("-")) {
+  return server.api.tokens.create.mutate({ name, scopes });
+}
+
+export async function startAgent(
+  server: Server,
+  options: { name: string; pools?: string[]; workDir: string; concurrency?: number; token?: string },
+): Promise<Proc> {
+  const token = options.token ?? (await createToken(server, ["agent"], `agent-${options.name}`)).secret;
+  const args = ["agent", "start", "--api", server.url, "--token", token, "--name", options.name, "--work-dir", options.workDir];
+  for (const p of options.pools ?? ["default"]) args.push("--pool", p);
+  args.push("--concurrency", String(options.concurrency ?? 4));
+  const proc = spawnFerry(args);
+  await proc.waitFor(/connected to the control plane/);
+  return proc;
+}
+
+export async function waitUntil<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await fn();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+export const PROVIDERS: Provider[] = ["sqlite", "postgresql"];
