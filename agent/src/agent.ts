@@ -55,7 +55,12 @@ interface ActiveRun {
 }
 
 /** Close codes after which reconnecting cannot help. */
-const FATAL_CLOSES = new Set<number>([CloseCode.unauthorized, CloseCode.forbidden, CloseCode.tokenRevoked, CloseCode.versionMismatch]);
+const FATAL_CLOSES = new Set<number>([
+  CloseCode.unauthorized,
+  CloseCode.forbidden,
+  CloseCode.tokenRevoked,
+  CloseCode.versionMismatch,
+]);
 const LOG_FLUSH_MS = 50;
 
 export type AgentStatus = "connecting" | "connected" | "stopped";
@@ -146,7 +151,10 @@ export class Agent {
   private connect(): void {
     if (this.stopping) return;
     const url = new URL(AGENT_WS_PATH, this.options.apiUrl.replace(/^http/, "ws"));
-    const ws = new WebSocket(url, { headers: { authorization: `Bearer ${this.options.token}` }, maxPayload: LIMITS.maxFrameBytes });
+    const ws = new WebSocket(url, {
+      headers: { authorization: `Bearer ${this.options.token}` },
+      maxPayload: LIMITS.maxFrameBytes,
+    });
     this.ws = ws;
     ws.on("open", () => {
       const hello: Hello = {
@@ -234,7 +242,8 @@ export class Agent {
         }
         this.outbox.delete(msg.msgId);
         if (!msg.ok) this.log.warn({ msgId: msg.msgId, error: msg.error, type: sent.type }, "control plane refused a report");
-        if (sent.type === "state.propose" && msg.orchestration?.status === "REJECT") this.onRejectedState(sent.flowRunId, sent.attempt);
+        if (sent.type === "state.propose" && msg.orchestration?.status === "REJECT")
+          this.onRejectedState(sent.flowRunId, sent.attempt);
         if (!msg.ok && msg.error?.code === "STALE_ATTEMPT") this.revoke({ flowRunId: sent.flowRunId, attempt: sent.attempt });
         this.notify();
         return;
@@ -339,7 +348,10 @@ export class Agent {
   }
 
   private onExited(run: ActiveRun, state: StateProposal): void {
-    const final = run.cancelling && state.type !== "CANCELLED" ? { type: "CANCELLED" as const, name: "Cancelled", message: "cancelled" } : state;
+    const final =
+      run.cancelling && state.type !== "CANCELLED"
+        ? { type: "CANCELLED" as const, name: "Cancelled", message: "cancelled" }
+        : state;
     this.propose(run, final);
     this.runs.delete(run.ref.flowRunId);
     this.log.info({ flowRunId: run.ref.flowRunId, state: final.type }, "flow run finished");

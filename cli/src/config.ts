@@ -44,7 +44,8 @@ export function apiConfig(flags: { api?: string | undefined; token?: string | un
   const apiUrl = flags.api ?? process.env.FERRY_API_URL ?? local.apiUrl;
   const token = flags.token ?? process.env.FERRY_API_TOKEN ?? local.token;
   if (!apiUrl) throw new CliError("no control plane URL: pass --api <url> or set FERRY_API_URL");
-  if (!z.url({ protocol: /^https?$/ }).safeParse(apiUrl).success) throw new CliError(`--api must be an http(s) URL, got "${apiUrl}"`);
+  if (!z.url({ protocol: /^https?$/ }).safeParse(apiUrl).success)
+    throw new CliError(`--api must be an http(s) URL, got "${apiUrl}"`);
   if (!token) throw new CliError("no API token: pass --token <token> or set FERRY_API_TOKEN");
   return { apiUrl, token };
 }

@@ -40,7 +40,8 @@ export function parseParams(pairs: string[], json: string | undefined): Record<s
     } catch {
       throw new CliError("--params-json is not valid JSON");
     }
-    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw new CliError("--params-json must be a JSON object");
+    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed))
+      throw new CliError("--params-json must be a JSON object");
     params = parsed as Record<string, unknown>;
   }
   for (const pair of pairs) {
@@ -117,7 +118,9 @@ export function buildProgram(): Command {
       });
       process.stdout.write(`Ferry control plane listening on ${cp.url}\n`);
       if (cp.bootstrapToken) {
-        process.stdout.write(`First start: admin token for the default workspace (shown once, keep it safe):\n  ${cp.bootstrapToken.secret}\n`);
+        process.stdout.write(
+          `First start: admin token for the default workspace (shown once, keep it safe):\n  ${cp.bootstrapToken.secret}\n`,
+        );
       }
       const shutdown = async () => {
         await cp.close();
@@ -168,7 +171,9 @@ export function buildProgram(): Command {
         ...(f.agentId ? { agentId: f.agentId } : {}),
       });
       a.start();
-      process.stdout.write(`Ferry agent ${f.name} serving pools ${(f.pool ?? ["default"]).join(", ")} (concurrency ${f.concurrency})\n`);
+      process.stdout.write(
+        `Ferry agent ${f.name} serving pools ${(f.pool ?? ["default"]).join(", ")} (concurrency ${f.concurrency})\n`,
+      );
       const drainMs = toMs(f.drainTimeout as never);
       const shutdown = async () => {
         process.stdout.write("agent: draining\n");
@@ -228,7 +233,10 @@ export function buildProgram(): Command {
     .option("--deployment <name>", "only runs of this deployment")
     .option("--limit <n>", "how many", "20")
     .action(async (flags) => {
-      const f = parseFlags(z.object({ limit: z.coerce.number().int().min(1).max(500), state: z.array(z.string()).optional() }), flags);
+      const f = parseFlags(
+        z.object({ limit: z.coerce.number().int().min(1).max(500), state: z.array(z.string()).optional() }),
+        flags,
+      );
       const page = await client(flags).runs.list.query({
         limit: f.limit,
         ...(f.state ? { state: f.state.map((s) => s.toUpperCase()) as never } : {}),
@@ -236,7 +244,14 @@ export function buildProgram(): Command {
       });
       if (flags.json) return printJson(page);
       printTable(
-        page.items.map((r) => ({ id: r.id, name: r.name, deployment: r.deployment?.name, state: r.stateName, attempt: r.attempt, created: r.createdAt })),
+        page.items.map((r) => ({
+          id: r.id,
+          name: r.name,
+          deployment: r.deployment?.name,
+          state: r.stateName,
+          attempt: r.attempt,
+          created: r.createdAt,
+        })),
         ["id", "name", "deployment", "state", "attempt", "created"],
       );
     });
@@ -304,7 +319,9 @@ export function buildProgram(): Command {
         ...(f.expiresIn ? { expiresInSeconds: Math.ceil(toMs(f.expiresIn as never) / 1000) } : {}),
       });
       if (flags.json) return printJson(created);
-      process.stdout.write(`created token ${created.id} (${created.scopes.join(",")}); the secret is shown once:\n${created.secret}\n`);
+      process.stdout.write(
+        `created token ${created.id} (${created.scopes.join(",")}); the secret is shown once:\n${created.secret}\n`,
+      );
     });
   apiOptions(token.command("list")).action(async (flags) => {
     const rows = await client(flags).tokens.list.query();
@@ -323,7 +340,9 @@ export function buildProgram(): Command {
     .option("--database-url <url>", "database URL (env FERRY_DATABASE_URL)")
     .option("--json", "machine-readable output")
     .action(async (slug: string, flags) => {
-      const f = parseFlags(z.object({ slug: z.string().regex(/^[a-z0-9-]{1,60}$/, "lowercase letters, digits and -") }), { slug });
+      const f = parseFlags(z.object({ slug: z.string().regex(/^[a-z0-9-]{1,60}$/, "lowercase letters, digits and -") }), {
+        slug,
+      });
       const { createWorkspace } = await import("@ferry/control-plane");
       const database = await openDatabase(databaseUrl(flags.databaseUrl));
       try {

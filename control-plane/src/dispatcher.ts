@@ -99,7 +99,13 @@ export class Dispatcher {
       const now = new Date();
       if (free > 0) {
         const due = await this.db.flowRun.findMany({
-          where: { workspaceId, stateType: "SCHEDULED", workPool: { in: pools }, expectedStartTime: { lte: now }, parentFlowRunId: null },
+          where: {
+            workspaceId,
+            stateType: "SCHEDULED",
+            workPool: { in: pools },
+            expectedStartTime: { lte: now },
+            parentFlowRunId: null,
+          },
           orderBy: { expectedStartTime: "asc" },
           take: free,
           include: { deployment: true },
@@ -111,7 +117,13 @@ export class Dispatcher {
         }
       }
       const upcoming = await this.db.flowRun.findFirst({
-        where: { workspaceId, stateType: "SCHEDULED", workPool: { in: pools }, expectedStartTime: { gt: now }, parentFlowRunId: null },
+        where: {
+          workspaceId,
+          stateType: "SCHEDULED",
+          workPool: { in: pools },
+          expectedStartTime: { gt: now },
+          parentFlowRunId: null,
+        },
         orderBy: { expectedStartTime: "asc" },
         select: { expectedStartTime: true },
       });
@@ -129,7 +141,14 @@ export class Dispatcher {
   }
 
   private async claim(
-    run: { id: string; workspaceId: string; attempt: number; parametersJson: string; timeoutMs: number | null; deployment: { entrypoint: string; flowName: string } | null },
+    run: {
+      id: string;
+      workspaceId: string;
+      attempt: number;
+      parametersJson: string;
+      timeoutMs: number | null;
+      deployment: { entrypoint: string; flowName: string } | null;
+    },
     agent: AgentConnection,
   ): Promise<void> {
     const now = new Date();
@@ -147,7 +166,15 @@ export class Dispatcher {
     const claimed = await this.db.$transaction(async (tx) => {
       const updated = await tx.flowRun.updateMany({
         where: { id: run.id, stateType: "SCHEDULED", attempt: run.attempt },
-        data: { stateType: "PENDING", stateName: "Pending", stateMessage: null, stateTimestamp: now, agentId: agent.agentId, attempt, leaseExpiresAt },
+        data: {
+          stateType: "PENDING",
+          stateName: "Pending",
+          stateMessage: null,
+          stateTimestamp: now,
+          agentId: agent.agentId,
+          attempt,
+          leaseExpiresAt,
+        },
       });
       if (updated.count !== 1) return false;
       await tx.flowRunState.create({

@@ -11,8 +11,14 @@ test("valid parameters pass", () => {
 
 test("invalid parameters list every problem with its path", () => {
   const issues = new ParamsValidator().check(schema, { grid: ["x"], name: 3 });
-  assert.ok(issues.some((i) => i.startsWith("grid.0:")), issues.join("\n"));
-  assert.ok(issues.some((i) => i.startsWith("name:")), issues.join("\n"));
+  assert.ok(
+    issues.some((i) => i.startsWith("grid.0:")),
+    issues.join("\n"),
+  );
+  assert.ok(
+    issues.some((i) => i.startsWith("name:")),
+    issues.join("\n"),
+  );
   assert.ok(new ParamsValidator().check(schema, {})[0]?.includes("grid"));
 });
 

@@ -1,7 +1,7 @@
 import type { AddressInfo } from "node:net";
-import { createAdaptorServer } from "@hono/node-server";
 import { type OpenDatabase, openDatabase } from "@ferry/prisma";
 import { AGENT_WS_PATH, LIMITS } from "@ferry/sdk/protocol";
+import { createAdaptorServer } from "@hono/node-server";
 import { fetchRequestHandler } from "@trpc/server/adapters/fetch";
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
@@ -64,7 +64,10 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
 
   const app = new Hono();
   app.use("/trpc/*", cors({ origin: options.corsOrigins ?? [], credentials: true }));
-  app.use("/trpc/*", bodyLimit({ maxSize: LIMITS.maxFrameBytes, onError: (c) => c.json({ error: "request body too large" }, 413) }));
+  app.use(
+    "/trpc/*",
+    bodyLimit({ maxSize: LIMITS.maxFrameBytes, onError: (c) => c.json({ error: "request body too large" }, 413) }),
+  );
   app.get("/healthz", (c) => c.json({ ok: true, version: SERVER_VERSION, agents: dispatcher.connected().length }));
   app.all("/trpc/*", (c) =>
     fetchRequestHandler({
@@ -73,7 +76,11 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       router: appRouter,
       createContext: async (): Promise<Context> => {
         const result = await auth.fromHeader(c.req.header("authorization"));
-        return { ...services, principal: result.ok ? result.principal : undefined, authError: result.ok ? undefined : result.reason };
+        return {
+          ...services,
+          principal: result.ok ? result.principal : undefined,
+          authError: result.ok ? undefined : result.reason,
+        };
       },
       onError: ({ error, path }) => {
         if (error.code === "INTERNAL_SERVER_ERROR") log.error({ err: error, path }, "API error");

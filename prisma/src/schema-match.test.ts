@@ -6,7 +6,7 @@
 // PostgreSQL: FERRY_TEST_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/postgres) must
 // reach a server whose user may CREATE DATABASE; each test uses its own ferry_test_* database,
 // dropped afterwards. Without a server the PostgreSQL tests are skipped, with the reason, unless
-// FERRY_TEST_REQUIRE_POSTGRES=1 (set it in CI), which makes them fail instead.
+// FERRY_REQUIRE_POSTGRES=1 (set it in CI), which makes them fail instead.
 
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
@@ -41,7 +41,7 @@ import {
 } from "./schema-shape.ts";
 
 const PG_ADMIN_URL = process.env.FERRY_TEST_POSTGRES_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
-const REQUIRE_POSTGRES = process.env.FERRY_TEST_REQUIRE_POSTGRES === "1";
+const REQUIRE_POSTGRES = process.env.FERRY_REQUIRE_POSTGRES === "1";
 const INIT = "20261126000000_init";
 
 const scratch = mkdtempSync(join(tmpdir(), "ferry-prisma-test-"));
@@ -607,7 +607,7 @@ describe("PostgreSQL", () => {
   /** Skips the test (with the reason) when no server answers; otherwise a fresh database URL. */
   async function requireServer(t: { skip(message: string): void }): Promise<string | undefined> {
     if (unreachable !== undefined) {
-      if (REQUIRE_POSTGRES) throw new Error(`${unreachable} (FERRY_TEST_REQUIRE_POSTGRES=1)`);
+      if (REQUIRE_POSTGRES) throw new Error(`${unreachable} (FERRY_REQUIRE_POSTGRES=1)`);
       t.skip(unreachable);
       return undefined;
     }

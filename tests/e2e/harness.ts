@@ -146,9 +146,9 @@ export async function createDatabase(provider: Provider, dir: string): Promise<T
 }
 
 /** A temporary project directory holding the fixture flows (under flows/). */
-export function makeProject(): string {
+export function makeProject(fixtures = join(REPO, "tests/e2e/fixtures")): string {
   const dir = mkdtempSync(join(tmpdir(), "ferry-e2e-"));
-  cpSync(join(REPO, "tests/e2e/fixtures"), join(dir, "flows"), { recursive: true });
+  cpSync(fixtures, join(dir, "flows"), { recursive: true });
   // Flow modules are ES modules, as in any TypeScript project of today.
   writeFileSync(join(dir, "package.json"), `${JSON.stringify({ name: "e2e-project", private: true, type: "module" })}\n`);
   return dir;
@@ -170,7 +170,13 @@ export async function startServer(databaseUrl: string, extra: string[] = []): Pr
   const proc = spawnFerry(["server", "start", "--port", "0", "--database-url", databaseUrl, ...extra]);
   const [, url] = (await proc.waitFor(/listening on (http:\/\/\S+)/)) as unknown as [string, string];
   const [, adminToken] = (await proc.waitFor(/shown once, keep it safe\):\n\s+(fry_\S+)/)) as unknown as [string, string];
-  return { url, adminToken, proc, api: createFerryClient(url, adminToken), env: { FERRY_API_URL: url, FERRY_API_TOKEN: adminToken } };
+  return {
+    url,
+    adminToken,
+    proc,
+    api: createFerryClient(url, adminToken),
+    env: { FERRY_API_URL: url, FERRY_API_TOKEN: adminToken },
+  };
 }
 
 export async function createToken(server: Server, scopes: ("agent" | "read" | "write" | "admin")[], name = scopes.join("-")) {

@@ -52,7 +52,10 @@ for (const provider of PROVIDERS) {
     });
 
     test("a decorated flow runs on the agent: fan-out, edges, retry, logs", { skip }, async () => {
-      const result = await ferry(["run", "train", "--param", "grid=[0.1,0.01,0.001]", "--wait"], { cwd: project, env: server.env });
+      const result = await ferry(["run", "train", "--param", "grid=[0.1,0.01,0.001]", "--wait"], {
+        cwd: project,
+        env: server.env,
+      });
       assert.equal(result.code, 0, result.output);
       assert.match(result.output, /is Completed \(COMPLETED\)/);
       assert.match(result.output, /best lr 0\.01/);
@@ -134,7 +137,10 @@ for (const provider of PROVIDERS) {
       assert.ok(logs.some((l) => l.message === "child flow got 25 items" && l.flowRunId === childRun?.id));
       assert.ok(logs.some((l) => l.message === "sum of squares below 25 is 4900"));
       // --json streams one JSON object per line.
-      const lines = result.output.trim().split("\n").filter((l) => l.startsWith("{"));
+      const lines = result.output
+        .trim()
+        .split("\n")
+        .filter((l) => l.startsWith("{"));
       assert.ok(lines.some((l) => JSON.parse(l).kind === "state" && JSON.parse(l).type === "COMPLETED"));
     });
 
@@ -161,7 +167,10 @@ for (const provider of PROVIDERS) {
 
     test("ferry runs cancel stops a running flow", { skip }, async () => {
       const run = await server.api.runs.create.mutate({ deployment: "sleepy", parameters: { ms: 60_000 } });
-      await waitUntil("the run is RUNNING", async () => (await server.api.runs.get.query({ id: run.id })).stateType === "RUNNING");
+      await waitUntil(
+        "the run is RUNNING",
+        async () => (await server.api.runs.get.query({ id: run.id })).stateType === "RUNNING",
+      );
       const cancel = await ferry(["runs", "cancel", run.id], { cwd: project, env: server.env });
       assert.equal(cancel.code, 0, cancel.output);
       const done = await waitUntil("the run is CANCELLED", async () => {

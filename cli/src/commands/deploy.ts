@@ -42,7 +42,9 @@ export async function discoverDeployments(
     .slice(before)
     .filter((d) => !flows.has(d.name));
   if (hidden.length) {
-    throw new CliError(`${file}: flow ${hidden.map((d) => `"${d.name}"`).join(", ")} is a method of a class the module does not export; export the class`);
+    throw new CliError(
+      `${file}: flow ${hidden.map((d) => `"${d.name}"`).join(", ")} is a method of a class the module does not export; export the class`,
+    );
   }
   if (flows.size === 0) throw new CliError(`${file} exports no flows`);
   return [...flows.values()].map(({ def }) => ({

@@ -49,7 +49,15 @@ export async function runDev(options: DevOptions): Promise<void> {
     agentToken = (await createToken(db, workspace.id, { name: "local agent", scopes: ["agent"] })).secret;
     writeFileSync(agentTokenFile, `${agentToken}\n`, { mode: 0o600 });
   }
-  const agent = new Agent({ apiUrl: cp.url, token: agentToken, name: "local", pools: ["default"], capacity: 4, workDir: cwd, agentId: `local-${workspace.id}` });
+  const agent = new Agent({
+    apiUrl: cp.url,
+    token: agentToken,
+    name: "local",
+    pools: ["default"],
+    capacity: 4,
+    workDir: cwd,
+    agentId: `local-${workspace.id}`,
+  });
   agent.start();
 
   const deployed: string[] = [];
@@ -73,7 +81,9 @@ export async function runDev(options: DevOptions): Promise<void> {
     ...(web ? [`  Web app:     http://127.0.0.1:${options.webPort}`] : []),
     "  Agent:       local (pool default, concurrency 4)",
     `  Deployments: ${deployed.join(", ") || "(none)"}`,
-    ...(printToken ? ["", "Admin token (shown once; saved in .ferry/config.json for the ferry CLI here):", `  ${adminSecret}`] : []),
+    ...(printToken
+      ? ["", "Admin token (shown once; saved in .ferry/config.json for the ferry CLI here):", `  ${adminSecret}`]
+      : []),
     "",
     "Try:  npx ferry run ml-pipeline --param grid='[0.1,0.01,0.001]' --wait",
     "",

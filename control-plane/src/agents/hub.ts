@@ -85,7 +85,9 @@ export class AgentHub {
       earlyBinary.push(isBinary);
     };
     ws.on("message", buffer);
-    const auth = await this.auth.fromHeader(req.headers.authorization).catch(() => ({ ok: false as const, reason: "authentication failed" }));
+    const auth = await this.auth
+      .fromHeader(req.headers.authorization)
+      .catch(() => ({ ok: false as const, reason: "authentication failed" }));
     if (!auth.ok) {
       ws.close(CloseCode.unauthorized, auth.reason.slice(0, 120));
       return;
@@ -102,7 +104,7 @@ export class AgentHub {
     const session = new AgentSession(ws, auth.principal, this, this.options);
     ws.off("message", buffer);
     ws.on("message", (data, isBinary) => session.enqueue(data, isBinary));
-    early.forEach((data, i) => session.enqueue(data, earlyBinary[i] ?? false));
+    for (const [i, data] of early.entries()) session.enqueue(data, earlyBinary[i] ?? false);
   }
 
   // ---- handlers used by sessions ---------------------------------------------------------
@@ -134,7 +136,15 @@ export class AgentHub {
       create: { id: hello.agentId, workspaceId: principal.workspaceId, ...data },
       update: data,
     });
-    const conn = new AgentConnection(ws, hello.agentId, principal.workspaceId, principal.tokenId, hello.name, hello.pools, hello.capacity);
+    const conn = new AgentConnection(
+      ws,
+      hello.agentId,
+      principal.workspaceId,
+      principal.tokenId,
+      hello.name,
+      hello.pools,
+      hello.capacity,
+    );
     await this.reconcile(conn, hello.inFlight);
     conn.send({
       type: "welcome",
@@ -185,16 +195,39 @@ export class AgentHub {
   }
 
   /** PENDING → SCHEDULED without spending an attempt (the run never started). */
-  private async requeue(flowRunId: string, workspaceId: string, agentId: string, attempt: number, message: string): Promise<void> {
+  private async requeue(
+    flowRunId: string,
+    workspaceId: string,
+    agentId: string,
+    attempt: number,
+    message: string,
+  ): Promise<void> {
     const now = new Date();
     await this.db.$transaction(async (tx) => {
       const updated = await tx.flowRun.updateMany({
         where: { id: flowRunId, agentId, attempt, stateType: "PENDING" },
-        data: { stateType: "SCHEDULED", stateName: "Scheduled", stateMessage: message, stateTimestamp: now, agentId: null, leaseExpiresAt: null, attempt: attempt - 1 },
+        data: {
+          stateType: "SCHEDULED",
+          stateName: "Scheduled",
+          stateMessage: message,
+          stateTimestamp: now,
+          agentId: null,
+          leaseExpiresAt: null,
+          attempt: attempt - 1,
+        },
       });
       if (updated.count === 1) {
         await tx.flowRunState.create({
-          data: { id: newId(), workspaceId, flowRunId, type: "SCHEDULED", name: "Scheduled", message, timestamp: now, attempt: attempt - 1 },
+          data: {
+            id: newId(),
+            workspaceId,
+            flowRunId,
+            type: "SCHEDULED",
+            name: "Scheduled",
+            message,
+            timestamp: now,
+            attempt: attempt - 1,
+          },
         });
       }
     });
@@ -236,7 +269,13 @@ export class AgentHub {
   }
 
   private async onReject(conn: AgentConnection, msg: RunReject): Promise<void> {
-    await this.requeue(msg.flowRunId, conn.workspaceId, conn.agentId, msg.attempt, `agent ${conn.name} rejected the run: ${msg.reason}`);
+    await this.requeue(
+      msg.flowRunId,
+      conn.workspaceId,
+      conn.agentId,
+      msg.attempt,
+      `agent ${conn.name} rejected the run: ${msg.reason}`,
+    );
   }
 
   private async onPropose(conn: AgentConnection, msg: ProposeState): Promise<void> {
@@ -302,7 +341,6 @@ export class AgentHub {
 
 export class HelloError extends Error {}
 
-
 export class ProtocolError extends Error {
   constructor(
     readonly code: ErrorCode,
@@ -355,12 +393,17 @@ class AgentSession {
   }
 
   private async process(data: RawData, isBinary: boolean): Promise<void> {
-    if (isBinary) return this.sendError("BAD_MESSAGE", "binary frames are not supported; send JSON text", undefined);
+    // Before the hello, anything unexpected ends the handshake at once.
+    const refuse = (message: string) =>
+      this.conn
+        ? this.sendError("BAD_MESSAGE", message, undefined)
+        : this.ws.close(CloseCode.badHandshake, `expected hello: ${message}`);
+    if (isBinary) return refuse("binary frames are not supported; send JSON text");
     let raw: unknown;
     try {
       raw = JSON.parse(data.toString());
     } catch {
-      return this.sendError("BAD_MESSAGE", "message is not valid JSON", undefined);
+      return refuse("message is not valid JSON");
     }
     const msgId =
       typeof raw === "object" && raw !== null && "msgId" in raw && Number.isInteger(raw.msgId) ? Number(raw.msgId) : undefined;

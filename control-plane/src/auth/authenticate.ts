@@ -47,7 +47,10 @@ export class Authenticator {
     if (!token.lastUsedAt || now - token.lastUsedAt.getTime() > LAST_USED_RESOLUTION_MS) {
       await this.db.apiToken.update({ where: { id: token.id }, data: { lastUsedAt: new Date(now) } });
     }
-    return { ok: true, principal: { workspaceId: token.workspaceId, tokenId: token.id, scopes: parseScopes(token.scopes), via: "token" } };
+    return {
+      ok: true,
+      principal: { workspaceId: token.workspaceId, tokenId: token.id, scopes: parseScopes(token.scopes), via: "token" },
+    };
   }
 
   private async fromSession(jwt: string): Promise<AuthResult> {
@@ -62,7 +65,10 @@ export class Authenticator {
     const token = await this.db.apiToken.findUnique({ where: { id: tokenId } });
     const problem = tokenProblem(token);
     if (problem || !token) return { ok: false, reason: problem ?? "invalid session" };
-    return { ok: true, principal: { workspaceId: token.workspaceId, tokenId: token.id, scopes: parseScopes(token.scopes), via: "session" } };
+    return {
+      ok: true,
+      principal: { workspaceId: token.workspaceId, tokenId: token.id, scopes: parseScopes(token.scopes), via: "session" },
+    };
   }
 
   /** A session credential for the web app, valid for `ttlSeconds` and never longer than the token. */

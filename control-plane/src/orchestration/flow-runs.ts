@@ -68,7 +68,12 @@ export async function proposeFlowRunState(db: Db, input: ProposeInput): Promise<
   for (let i = 0; i < MAX_CONFLICT_RETRIES; i++) {
     const run = await db.flowRun.findFirst({ where: { id: input.flowRunId, workspaceId: input.workspaceId } });
     if (!run) {
-      return { result: { status: "REJECT", state: input.state, reason: "unknown flow run" }, run: null, released: false, requeued: false };
+      return {
+        result: { status: "REJECT", state: input.state, reason: "unknown flow run" },
+        run: null,
+        released: false,
+        requeued: false,
+      };
     }
     const reject = (reason: string): ProposeOutcome => ({
       result: { status: "REJECT", state: currentState(run), reason },
@@ -77,7 +82,9 @@ export async function proposeFlowRunState(db: Db, input: ProposeInput): Promise<
       requeued: false,
     });
     if (input.fence && (run.agentId !== input.fence.agentId || run.attempt !== input.fence.attempt)) {
-      return reject(`stale attempt: the run is at attempt ${run.attempt}${run.agentId === input.fence.agentId ? "" : " on another agent"}`);
+      return reject(
+        `stale attempt: the run is at attempt ${run.attempt}${run.agentId === input.fence.agentId ? "" : " on another agent"}`,
+      );
     }
     const from = StateType.parse(run.stateType);
     const decision = decideTransition(from, input.state.type, input.proposer);
@@ -114,7 +121,13 @@ export async function proposeFlowRunState(db: Db, input: ProposeInput): Promise<
         const retryAtStamp = new Date(at.getTime() + 1);
         await tx.flowRun.update({
           where: { id: run.id },
-          data: { ...stateColumns(run, state, retryAtStamp), agentId: null, leaseExpiresAt: null, endTime: null, expectedStartTime: retryAt },
+          data: {
+            ...stateColumns(run, state, retryAtStamp),
+            agentId: null,
+            leaseExpiresAt: null,
+            endTime: null,
+            expectedStartTime: retryAt,
+          },
         });
         await tx.flowRunState.create({
           data: {
@@ -132,8 +145,13 @@ export async function proposeFlowRunState(db: Db, input: ProposeInput): Promise<
       return tx.flowRun.findUniqueOrThrow({ where: { id: run.id } });
     });
     if (!outcome) continue; // someone else changed the run: decide again on the fresh row
-    const wasHeld = run.stateType === "PENDING" || run.stateType === "RUNNING" || run.stateType === "CANCELLING" || run.stateType === "PAUSED";
-    const nowHeld = outcome.stateType === "PENDING" || outcome.stateType === "RUNNING" || outcome.stateType === "CANCELLING" || outcome.stateType === "PAUSED";
+    const wasHeld =
+      run.stateType === "PENDING" || run.stateType === "RUNNING" || run.stateType === "CANCELLING" || run.stateType === "PAUSED";
+    const nowHeld =
+      outcome.stateType === "PENDING" ||
+      outcome.stateType === "RUNNING" ||
+      outcome.stateType === "CANCELLING" ||
+      outcome.stateType === "PAUSED";
     return {
       result: { status: "ACCEPT", state: input.state },
       run: outcome,

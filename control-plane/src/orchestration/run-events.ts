@@ -20,7 +20,11 @@ export async function applyRunEvents(db: Db, root: FlowRun, events: readonly Run
   // Flow runs this batch may touch: the root and its descendants, created now or earlier.
   const knownRuns = new Set<string>([root.id]);
   if (childCreates.length || taskCreates.length || childStates.length) {
-    const ids = new Set([...childCreates.map((e) => e.parentFlowRunId), ...taskCreates.map((e) => e.flowRunId), ...childStates.map((e) => e.flowRunId)]);
+    const ids = new Set([
+      ...childCreates.map((e) => e.parentFlowRunId),
+      ...taskCreates.map((e) => e.flowRunId),
+      ...childStates.map((e) => e.flowRunId),
+    ]);
     ids.delete(root.id);
     if (ids.size) {
       const rows = await db.flowRun.findMany({ where: { workspaceId, id: { in: [...ids] } }, select: { id: true } });
@@ -90,7 +94,12 @@ export async function applyRunEvents(db: Db, root: FlowRun, events: readonly Run
         }),
         db.taskRunEdge.createMany({
           data: fresh.flatMap((e) =>
-            [...new Set(e.upstream)].map((upstreamId) => ({ workspaceId, flowRunId: e.flowRunId, upstreamId, downstreamId: e.id })),
+            [...new Set(e.upstream)].map((upstreamId) => ({
+              workspaceId,
+              flowRunId: e.flowRunId,
+              upstreamId,
+              downstreamId: e.id,
+            })),
           ),
         }),
       ]);

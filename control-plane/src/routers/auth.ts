@@ -9,6 +9,17 @@ export const authRouter = router({
   }),
   /** Exchanges a token for a short-lived session credential (for the web app). */
   createSession: scoped("read")
-    .input(z.object({ ttlSeconds: z.number().int().min(60).max(7 * 86_400).default(12 * 3600) }).default({ ttlSeconds: 12 * 3600 }))
+    .input(
+      z
+        .object({
+          ttlSeconds: z
+            .number()
+            .int()
+            .min(60)
+            .max(7 * 86_400)
+            .default(12 * 3600),
+        })
+        .default({ ttlSeconds: 12 * 3600 }),
+    )
     .mutation(({ ctx, input }) => ctx.auth.createSession(ctx.principal, input.ttlSeconds)),
 });

@@ -19,14 +19,22 @@ export const DeploymentInput = z.object({
     .string()
     .min(1)
     .max(1000)
-    .refine((p) => !p.startsWith("/") && !p.split(/[\\/]/).includes(".."), "must be a relative path inside the agent's directory"),
+    .refine(
+      (p) => !p.startsWith("/") && !p.split(/[\\/]/).includes(".."),
+      "must be a relative path inside the agent's directory",
+    ),
   paramsSchema: z.record(z.string(), z.unknown()),
   defaultParams: z.record(z.string(), z.unknown()).default({}),
   workPool: Name.default("default"),
   tags: z.array(z.string().min(1).max(100)).max(50).default([]),
   retries: z.number().int().min(0).max(100).default(0),
   retryDelayMs: z.number().int().min(0).max(86_400_000).default(0),
-  timeoutMs: z.number().int().positive().max(7 * 86_400_000).optional(),
+  timeoutMs: z
+    .number()
+    .int()
+    .positive()
+    .max(7 * 86_400_000)
+    .optional(),
 });
 export type DeploymentInput = z.infer<typeof DeploymentInput>;
 

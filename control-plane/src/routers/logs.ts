@@ -16,7 +16,10 @@ export const logsRouter = router({
     )
     .query(async ({ ctx, input }) => {
       const workspaceId = ctx.principal.workspaceId;
-      const children = await ctx.db.flowRun.findMany({ where: { workspaceId, parentFlowRunId: input.flowRunId }, select: { id: true } });
+      const children = await ctx.db.flowRun.findMany({
+        where: { workspaceId, parentFlowRunId: input.flowRunId },
+        select: { id: true },
+      });
       const items = await ctx.db.log.findMany({
         where: {
           workspaceId,

@@ -18,7 +18,9 @@ export const CreateRunInput = z.object({
 async function createRun(ctx: Context & { principal: NonNullable<Context["principal"]> }, input: z.infer<typeof CreateRunInput>) {
   const workspaceId = ctx.principal.workspaceId;
   if (input.idempotencyKey) {
-    const existing = await ctx.db.flowRun.findUnique({ where: { workspaceId_idempotencyKey: { workspaceId, idempotencyKey: input.idempotencyKey } } });
+    const existing = await ctx.db.flowRun.findUnique({
+      where: { workspaceId_idempotencyKey: { workspaceId, idempotencyKey: input.idempotencyKey } },
+    });
     if (existing) return { run: existing, created: false };
   }
   const deployment = await ctx.db.deployment.findUnique({ where: { workspaceId_name: { workspaceId, name: input.deployment } } });
@@ -26,7 +28,11 @@ async function createRun(ctx: Context & { principal: NonNullable<Context["princi
   const parameters = { ...parseJson<Record<string, unknown>>(deployment.defaultParamsJson, {}), ...input.parameters };
   const issues = ctx.params.check(deployment.paramsSchemaJson, parameters);
   if (issues.length) {
-    throw new DomainError("INVALID_PARAMETERS", `invalid parameters for deployment "${deployment.name}":\n${issues.map((i) => `  - ${i}`).join("\n")}`, issues);
+    throw new DomainError(
+      "INVALID_PARAMETERS",
+      `invalid parameters for deployment "${deployment.name}":\n${issues.map((i) => `  - ${i}`).join("\n")}`,
+      issues,
+    );
   }
   const now = new Date();
   const id = newId();
@@ -61,7 +67,9 @@ async function createRun(ctx: Context & { principal: NonNullable<Context["princi
   } catch (err) {
     // Two creates with the same idempotency key raced: the loser returns the winner's run.
     if (input.idempotencyKey) {
-      const existing = await ctx.db.flowRun.findUnique({ where: { workspaceId_idempotencyKey: { workspaceId, idempotencyKey: input.idempotencyKey } } });
+      const existing = await ctx.db.flowRun.findUnique({
+        where: { workspaceId_idempotencyKey: { workspaceId, idempotencyKey: input.idempotencyKey } },
+      });
       if (existing) return { run: existing, created: false };
     }
     throw err;
@@ -143,17 +151,24 @@ export const runsRouter = router({
       const outcome = await proposeFlowRunState(ctx.db, {
         workspaceId: run.workspaceId,
         flowRunId: run.id,
-        state: direct ? { type: "CANCELLED", name: "Cancelled", message: "cancelled by user" } : { type: "CANCELLING", name: "Cancelling", message: "cancelled by user" },
+        state: direct
+          ? { type: "CANCELLED", name: "Cancelled", message: "cancelled by user" }
+          : { type: "CANCELLING", name: "Cancelling", message: "cancelled by user" },
         proposer: "user",
       });
       if (outcome.result.status === "REJECT") {
         throw new DomainError("INVALID_TRANSITION", `cannot cancel run ${run.id}: ${outcome.result.reason ?? "rejected"}`);
       }
       if (!direct && run.agentId) {
-        ctx.dispatcher.agent(run.agentId)?.send({ type: "run.cancel", v: PROTOCOL_VERSION, flowRunId: run.id, attempt: run.attempt, reason: "cancelled by user" });
+        ctx.dispatcher.agent(run.agentId)?.send({
+          type: "run.cancel",
+          v: PROTOCOL_VERSION,
+          flowRunId: run.id,
+          attempt: run.attempt,
+          reason: "cancelled by user",
+        });
       }
       if (outcome.released) ctx.dispatcher.release(run.agentId, run.id);
       return { id: run.id, state: outcome.result.state };
     }),
 });
-

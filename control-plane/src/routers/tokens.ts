@@ -1,8 +1,8 @@
 import { z } from "zod";
 import { Scope } from "../auth/tokens.ts";
 import { DomainError } from "../errors.ts";
-import { createToken } from "../workspace.ts";
 import { router, scoped } from "../trpc.ts";
+import { createToken } from "../workspace.ts";
 import { IdInput } from "./shared.ts";
 
 export const tokensRouter = router({
@@ -13,7 +13,12 @@ export const tokensRouter = router({
         name: z.string().min(1).max(100),
         scopes: z.array(Scope).min(1).max(4),
         /** Lifetime in seconds; omitted: no expiry. */
-        expiresInSeconds: z.number().int().positive().max(10 * 365 * 86_400).optional(),
+        expiresInSeconds: z
+          .number()
+          .int()
+          .positive()
+          .max(10 * 365 * 86_400)
+          .optional(),
       }),
     )
     .mutation(({ ctx, input }) => createToken(ctx.db, ctx.principal.workspaceId, input)),
@@ -21,7 +26,16 @@ export const tokensRouter = router({
     ctx.db.apiToken.findMany({
       where: { workspaceId: ctx.principal.workspaceId },
       orderBy: { createdAt: "desc" },
-      select: { id: true, name: true, prefix: true, scopes: true, createdAt: true, expiresAt: true, revokedAt: true, lastUsedAt: true },
+      select: {
+        id: true,
+        name: true,
+        prefix: true,
+        scopes: true,
+        createdAt: true,
+        expiresAt: true,
+        revokedAt: true,
+        lastUsedAt: true,
+      },
     }),
   ),
   /** Revokes a token: its API calls and web sessions stop working, its agent sockets are closed. */

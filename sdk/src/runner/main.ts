@@ -35,7 +35,12 @@ async function finish(reporter: IpcReporter, message: FromFlowProcess & { type: 
 async function run(start: IpcStart): Promise<never> {
   const reporter = new IpcReporter(send);
   const logError = (text: string) =>
-    reporter.log({ timestamp: new Date().toISOString(), level: "error", message: text.slice(0, 16_000), flowRunId: start.flowRunId });
+    reporter.log({
+      timestamp: new Date().toISOString(),
+      level: "error",
+      message: text.slice(0, 16_000),
+      flowRunId: start.flowRunId,
+    });
   const fail = (message: string, err?: unknown) =>
     finish(reporter, {
       type: "finished",

@@ -30,9 +30,13 @@ export function collectUpstream(value: unknown, results: WeakMap<object, string>
   return [...found];
 }
 
-/** Records a task run's result so later calls that receive it get an edge. */
+/**
+ * Records a task run's result so later calls that receive it get an edge. A task that
+ * passes an input through (e.g. picks the best of its inputs) becomes its latest producer:
+ * the edge points at the decision, not at the first task that created the object.
+ */
 export function recordResult(value: unknown, taskRunId: string, results: WeakMap<object, string>): void {
-  if (typeof value === "object" && value !== null && !results.has(value)) results.set(value, taskRunId);
+  if (typeof value === "object" && value !== null) results.set(value, taskRunId);
 }
 
 /** Converts a value to plain JSON for the control plane; values JSON cannot hold become strings. */

@@ -24,7 +24,11 @@ export default function SignInPage() {
       signIn(value);
       router.replace("/");
     } catch (err) {
-      setError(isAuthError(err) ? `The control plane refused this token: ${errorText(err)}` : `Could not reach ${API_URL}: ${errorText(err)}`);
+      setError(
+        isAuthError(err)
+          ? `The control plane refused this token: ${errorText(err)}`
+          : `Could not reach ${API_URL}: ${errorText(err)}`,
+      );
       setBusy(false);
     }
   }
@@ -33,8 +37,8 @@ export default function SignInPage() {
     <section className="card narrow">
       <h1>Sign in</h1>
       <p className="muted">
-        Paste an API token with the <code>read</code> scope (<code>ferry dev</code> prints an admin token on its first start). It is kept
-        in this tab only.
+        Paste an API token with the <code>read</code> scope (<code>ferry dev</code> prints an admin token on its first start). It
+        is kept in this tab only.
       </p>
       <form onSubmit={submit} className="stack">
         <label htmlFor="token">API token</label>

@@ -177,7 +177,11 @@ function LogView({ lines }: { lines: LogRow[] }) {
 /** The run's log lines (and its child runs'), fetched incrementally after the last id seen. */
 function useRunLogs(flowRunId: string, live: boolean): { lines: LogRow[]; error: string | undefined } {
   const { api, signOut } = useSession();
-  const cursor = useRef<{ flowRunId: string; afterId: number | undefined; lines: LogRow[] }>({ flowRunId, afterId: undefined, lines: [] });
+  const cursor = useRef<{ flowRunId: string; afterId: number | undefined; lines: LogRow[] }>({
+    flowRunId,
+    afterId: undefined,
+    lines: [],
+  });
   const [state, setState] = useState<{ flowRunId: string; lines: LogRow[]; error: string | undefined }>({
     flowRunId,
     lines: [],

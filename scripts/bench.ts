@@ -1,0 +1,205 @@
+/**
+ * `npm run bench`: measures the paths a user feels, on SQLite and PostgreSQL, with the
+ * control plane and agent as separate processes over real sockets. Prints JSON.
+ *
+ * - dispatch latency: run created (API call starts) → run.assign received by a connected agent
+ * - start latency: run created → first line of the flow body runs (cold process start)
+ * - map: wall time and task runs/s of a flow mapping 1,000 no-op tasks
+ */
+import { join } from "node:path";
+import { performance } from "node:perf_hooks";
+import { AGENT_WS_PATH, PROTOCOL_VERSION } from "@ferry/sdk/protocol";
+import WebSocket from "ws";
+import {
+  createDatabase,
+  createToken,
+  ferry,
+  makeProject,
+  type Provider,
+  postgresUnavailable,
+  REPO,
+  removeDir,
+  type Server,
+  startAgent,
+  startServer,
+  stopAll,
+  waitUntil,
+} from "../tests/e2e/harness.ts";
+
+const DISPATCH_RUNS = Number(process.env.BENCH_DISPATCH_RUNS ?? 500);
+const START_RUNS = Number(process.env.BENCH_START_RUNS ?? 20);
+const MAP_SIZE = Number(process.env.BENCH_MAP_SIZE ?? 1000);
+
+function percentile(values: number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const index = Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1);
+  return Math.round((sorted[Math.max(0, index)] ?? Number.NaN) * 100) / 100;
+}
+
+const summary = (values: number[]) => ({
+  n: values.length,
+  p50: percentile(values, 50),
+  p99: percentile(values, 99),
+  max: percentile(values, 100),
+});
+
+/** A minimal agent on the raw protocol: records when each assignment arrives and completes it at once. */
+async function dispatchLatency(server: Server): Promise<ReturnType<typeof summary>> {
+  const token = await createToken(server, ["agent"], "bench-dispatch");
+  await server.api.deployments.upsert.mutate({
+    name: "bench-dispatch",
+    flowName: "bench-dispatch",
+    entrypoint: "unused.ts",
+    paramsSchema: { type: "object" },
+    workPool: "bench-dispatch",
+  });
+  const ws = new WebSocket(new URL(AGENT_WS_PATH, server.url.replace("http", "ws")), {
+    headers: { authorization: `Bearer ${token.secret}` },
+  });
+  const arrivals = new Map<string, (t: number) => void>();
+  const early = new Map<string, number>();
+  let msgId = 0;
+  let welcomed = false;
+  ws.on("message", (data) => {
+    const at = performance.now();
+    const msg = JSON.parse(data.toString()) as { type: string; flowRunId?: string; attempt?: number };
+    if (msg.type === "welcome") welcomed = true;
+    if (msg.type !== "run.assign" || !msg.flowRunId) return;
+    const done = arrivals.get(msg.flowRunId);
+    if (done) done(at);
+    else early.set(msg.flowRunId, at);
+    for (const type of ["RUNNING", "COMPLETED"] as const) {
+      ws.send(
+        JSON.stringify({
+          type: "state.propose",
+          v: PROTOCOL_VERSION,
+          msgId: msgId++,
+          eventId: `${msg.flowRunId}-${type}`,
+          flowRunId: msg.flowRunId,
+          attempt: msg.attempt,
+          state: { type, name: type === "RUNNING" ? "Running" : "Completed" },
+          timestamp: new Date().toISOString(),
+        }),
+      );
+    }
+  });
+  await new Promise((r) => ws.once("open", r));
+  ws.send(
+    JSON.stringify({
+      type: "hello",
+      v: PROTOCOL_VERSION,
+      agentId: "bench-agent",
+      name: "bench",
+      pools: ["bench-dispatch"],
+      capacity: 64,
+      labels: {},
+      version: "bench",
+      inFlight: [],
+    }),
+  );
+  await waitUntil("welcome", async () => welcomed);
+  const latencies: number[] = [];
+  for (let i = 0; i < DISPATCH_RUNS; i++) {
+    const started = performance.now();
+    const run = await server.api.runs.create.mutate({ deployment: "bench-dispatch" });
+    const arrived =
+      early.get(run.id) ??
+      (await new Promise<number>((resolve) => {
+        arrivals.set(run.id, resolve);
+      }));
+    latencies.push(arrived - started);
+  }
+  ws.close();
+  return summary(latencies);
+}
+
+async function startLatency(server: Server): Promise<ReturnType<typeof summary>> {
+  const latencies: number[] = [];
+  for (let i = 0; i < START_RUNS; i++) {
+    const started = Date.now();
+    const run = await server.api.runs.create.mutate({ deployment: "bench-start" });
+    const line = await waitUntil(
+      "the body's first line",
+      async () => (await server.api.logs.list.query({ flowRunId: run.id })).items.find((l) => l.message.startsWith("body-start")),
+      60_000,
+    );
+    latencies.push(Number(line.message.split(" ")[1]) - started);
+    await waitUntil(
+      "the run ends",
+      async () => (await server.api.runs.get.query({ id: run.id })).stateType === "COMPLETED",
+      60_000,
+    );
+  }
+  return summary(latencies);
+}
+
+async function mapThroughput(server: Server) {
+  const started = Date.now();
+  const run = await server.api.runs.create.mutate({ deployment: "bench-map", parameters: { n: MAP_SIZE } });
+  const done = await waitUntil(
+    "the map flow completes",
+    async () => {
+      const r = await server.api.runs.get.query({ id: run.id });
+      if (r.stateType === "FAILED" || r.stateType === "CRASHED")
+        throw new Error(`bench-map ended ${r.stateType}: ${r.stateMessage}`);
+      return r.stateType === "COMPLETED" ? r : undefined;
+    },
+    300_000,
+  );
+  const wallMs = Date.now() - started;
+  // startTime/endTime are the agent's RUNNING and COMPLETED proposals: the flow process's view.
+  const flowProcessMs = new Date(done.endTime ?? 0).getTime() - new Date(done.startTime ?? 0).getTime();
+  const persisted = (await server.api.taskRuns.list.query({ flowRunId: run.id, limit: 5000 })).items.filter(
+    (t) => t.stateType === "COMPLETED",
+  ).length;
+  return {
+    tasks: MAP_SIZE,
+    persistedCompleted: persisted,
+    /** Run created → COMPLETED recorded, every task run persisted (includes the cold process start). */
+    wallMs,
+    flowProcessMs,
+    /** End to end: task runs recorded by the control plane per second of wall time. */
+    taskRunsPerSecond: Math.round((MAP_SIZE / wallMs) * 1000),
+    /** Inside the flow process only. */
+    taskRunsPerSecondInProcess: Math.round((MAP_SIZE / flowProcessMs) * 1000),
+  };
+}
+
+async function benchProvider(provider: Provider) {
+  if (provider === "postgresql") {
+    const reason = await postgresUnavailable();
+    if (reason) return { skipped: reason };
+  }
+  const project = makeProject(join(REPO, "scripts/bench"));
+  const database = await createDatabase(provider, project);
+  try {
+    const server = await startServer(database.url);
+    await startAgent(server, { name: "bench-agent", workDir: project, concurrency: 4 });
+    const deployed = await ferry(["deploy", "flows/flows.ts"], { cwd: project, env: server.env });
+    if (deployed.code !== 0) throw new Error(deployed.output);
+    const dispatch = await dispatchLatency(server);
+    const start = await startLatency(server);
+    const map = await mapThroughput(server);
+    return { dispatchLatencyMs: dispatch, startLatencyMs: start, map };
+  } finally {
+    await stopAll();
+    await database.drop();
+    removeDir(project);
+  }
+}
+
+const results: Record<string, unknown> = {};
+for (const provider of ["sqlite", "postgresql"] as const) results[provider] = await benchProvider(provider);
+const sqlite = results.sqlite as { dispatchLatencyMs?: { p50: number }; map?: { taskRunsPerSecond: number } };
+const pgRes = results.postgresql as { dispatchLatencyMs?: { p50: number }; map?: { taskRunsPerSecond: number } };
+const ratios =
+  sqlite.dispatchLatencyMs && pgRes.dispatchLatencyMs && sqlite.map && pgRes.map
+    ? {
+        dispatchP50PostgresOverSqlite: Math.round((pgRes.dispatchLatencyMs.p50 / sqlite.dispatchLatencyMs.p50) * 100) / 100,
+        mapThroughputPostgresOverSqlite: Math.round((pgRes.map.taskRunsPerSecond / sqlite.map.taskRunsPerSecond) * 100) / 100,
+      }
+    : undefined;
+process.stdout.write(
+  `${JSON.stringify({ machine: { node: process.version, cpus: (await import("node:os")).cpus().length }, settings: { DISPATCH_RUNS, START_RUNS, MAP_SIZE }, results, ratios }, null, 2)}\n`,
+);
+process.exit(0);

@@ -1,0 +1,43 @@
+// `npm test`: the unit tests beside the code, then the end-to-end suites (which start real
+// `ferry` processes against SQLite and PostgreSQL). `npm test -- unit` or `-- e2e` runs one
+// part; further arguments are passed to node's test runner (e.g. --test-name-pattern=cancel).
+import { spawnSync } from "node:child_process";
+import { readdirSync } from "node:fs";
+import { join, relative } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = fileURLToPath(new URL("..", import.meta.url));
+const SKIP = new Set(["node_modules", ".git", ".next", "generated", ".tsbuild", ".build", ".ferry", "test-results"]);
+
+function find(dir, out = []) {
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    if (SKIP.has(entry.name)) continue;
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) find(path, out);
+    else if (entry.name.endsWith(".test.ts")) out.push(relative(root, path));
+  }
+  return out;
+}
+
+const args = process.argv.slice(2);
+const part = ["unit", "e2e"].includes(args[0]) ? args.shift() : "all";
+const files = find(root).sort();
+const e2e = files.filter((f) => f.endsWith(".e2e.test.ts"));
+const unit = files.filter((f) => !f.endsWith(".e2e.test.ts"));
+
+function run(label, list, concurrency) {
+  if (!list.length) return 0;
+  process.stdout.write(`\n== ${label}: ${list.length} files ==\n`);
+  const result = spawnSync(
+    process.execPath,
+    ["--import", "tsx", "--test", `--test-concurrency=${concurrency}`, "--test-reporter=spec", ...args, ...list],
+    { cwd: root, stdio: "inherit", env: { ...process.env, FERRY_LOG_LEVEL: process.env.FERRY_LOG_LEVEL ?? "warn" } },
+  );
+  return result.status ?? 1;
+}
+
+let status = 0;
+if (part !== "e2e") status ||= run("unit tests", unit, 2);
+// End-to-end files start several processes each; one file at a time keeps a 2-core CI machine honest.
+if (part !== "unit") status = run("end-to-end tests", e2e, 1) || status;
+process.exit(status);

@@ -1,0 +1,111 @@
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import {
+  createDatabase,
+  ferry,
+  makeProject,
+  PROVIDERS,
+  postgresUnavailable,
+  removeDir,
+  type Server,
+  startAgent,
+  startServer,
+  stopAll,
+  type TestDatabase,
+  waitUntil,
+} from "./harness.ts";
+
+for (const provider of PROVIDERS) {
+  describe(`work pools (${provider})`, async () => {
+    const skip = provider === "postgresql" ? await postgresUnavailable() : undefined;
+    let project: string;
+    let database: TestDatabase;
+    let server: Server;
+
+    before(async () => {
+      if (skip) return;
+      project = makeProject();
+      database = await createDatabase(provider, project);
+      server = await startServer(database.url);
+      await Promise.all([
+        startAgent(server, { name: "agent-a", pools: ["pool-a"], workDir: project, concurrency: 2 }),
+        startAgent(server, { name: "agent-b", pools: ["pool-b"], workDir: project, concurrency: 2 }),
+      ]);
+      const deployed = await ferry(["deploy", "flows/train.ts", "--pool", "pool-a"], { cwd: project, env: server.env });
+      assert.equal(deployed.code, 0, deployed.output);
+      for (const pool of ["pool-b", "pool-c"]) {
+        await server.api.deployments.upsert.mutate({
+          name: `sleepy-${pool}`,
+          flowName: "sleepy",
+          entrypoint: "flows/train.ts",
+          paramsSchema: { type: "object" },
+          workPool: pool,
+        });
+      }
+    });
+
+    after(async () => {
+      await stopAll();
+      if (skip) return;
+      await database.drop();
+      removeDir(project);
+    });
+
+    test("runs go only to an agent of their deployment's pool", { skip }, async () => {
+      const runs = [];
+      for (let i = 0; i < 3; i++) {
+        runs.push(await server.api.runs.create.mutate({ deployment: "sleepy", parameters: { ms: 50 } }));
+        runs.push(await server.api.runs.create.mutate({ deployment: "sleepy-pool-b", parameters: { ms: 50 } }));
+      }
+      for (const run of runs) {
+        const done = await waitUntil(`run ${run.name} completes`, async () => {
+          const r = await server.api.runs.get.query({ id: run.id });
+          return r.stateType === "COMPLETED" ? r : undefined;
+        });
+        assert.equal(done.agentName, run.workPool === "pool-a" ? "agent-a" : "agent-b", `${run.name} in ${run.workPool}`);
+      }
+      const agents = await server.api.agents.list.query();
+      assert.deepEqual(agents.map((a) => [a.name, a.pools, a.connected]).sort(), [
+        ["agent-a", ["pool-a"], true],
+        ["agent-b", ["pool-b"], true],
+      ]);
+    });
+
+    test("a run whose pool has no agent waits, and starts as soon as one connects", { skip }, async () => {
+      const run = await server.api.runs.create.mutate({ deployment: "sleepy-pool-c", parameters: { ms: 10 } });
+      await new Promise((r) => setTimeout(r, 1_500));
+      const waiting = await server.api.runs.get.query({ id: run.id });
+      assert.equal(waiting.stateType, "SCHEDULED");
+      assert.equal(waiting.agentId, null);
+      const connectedAt = Date.now();
+      await startAgent(server, { name: "agent-c", pools: ["pool-c"], workDir: project });
+      const done = await waitUntil("the pool-c run completes", async () => {
+        const r = await server.api.runs.get.query({ id: run.id });
+        return r.stateType === "COMPLETED" ? r : undefined;
+      });
+      assert.equal(done.agentName, "agent-c");
+      const pending = done.states.find((s) => s.type === "PENDING");
+      assert.ok(
+        pending && new Date(pending.timestamp).getTime() - connectedAt < 5_000,
+        "dispatched right after the agent connected",
+      );
+    });
+
+    test("an agent with capacity 2 runs at most 2 flows at once; the rest wait their turn", { skip }, async () => {
+      const runs = await Promise.all(
+        Array.from({ length: 5 }, () => server.api.runs.create.mutate({ deployment: "sleepy-pool-b", parameters: { ms: 400 } })),
+      );
+      let peak = 0;
+      await waitUntil(
+        "all five complete",
+        async () => {
+          const states = await Promise.all(runs.map((r) => server.api.runs.get.query({ id: r.id })));
+          peak = Math.max(peak, states.filter((s) => s.stateType === "RUNNING" || s.stateType === "PENDING").length);
+          return states.every((s) => s.stateType === "COMPLETED");
+        },
+        60_000,
+      );
+      assert.ok(peak <= 2, `peak concurrency ${peak}`);
+    });
+  });
+}
