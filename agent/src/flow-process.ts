@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
+import { resolve, sep } from "node:path";
 import { createInterface } from "node:readline";
 import {
   FromFlowProcess,
@@ -97,17 +98,32 @@ export class FlowProcess {
     }
     const msg = parsed.value;
     switch (msg.type) {
-      case "ready":
+      case "ready": {
+        // Entrypoints are relative to the work directory and may not leave it.
+        const root = resolve(this.options.workDir);
+        const entrypoint = resolve(root, this.assign.entrypoint);
+        if (!entrypoint.startsWith(`${root}${sep}`)) {
+          this.handlers.logs([
+            line("error", `agent: entrypoint ${this.assign.entrypoint} is outside the work directory ${root}`),
+          ]);
+          this.stop({
+            type: "FAILED",
+            name: "Failed",
+            message: `entrypoint ${this.assign.entrypoint} is outside the agent's work directory`,
+          });
+          return;
+        }
         this.child?.send({
           type: "start",
           v: PROTOCOL_VERSION,
           flowRunId: this.assign.flowRunId,
           attempt: this.assign.attempt,
-          entrypoint: new URL(this.assign.entrypoint, `file://${this.options.workDir.replace(/\/?$/, "/")}`).pathname,
+          entrypoint,
           flowName: this.assign.flowName,
           parameters: this.assign.parameters,
         });
         return;
+      }
       case "running":
         this.handlers.running();
         return;

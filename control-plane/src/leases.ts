@@ -11,6 +11,7 @@ import { proposeFlowRunState } from "./orchestration/flow-runs.ts";
  */
 export class LeaseReaper {
   private timer: NodeJS.Timeout | undefined;
+  private grace: NodeJS.Timeout | undefined;
   private sweeping = false;
 
   constructor(
@@ -20,12 +21,21 @@ export class LeaseReaper {
     private readonly periodMs: number,
   ) {}
 
-  start(): void {
-    this.timer = setInterval(() => void this.sweep(), this.periodMs);
-    this.timer.unref();
+  /**
+   * Starts sweeping after `graceMs`: after a control-plane restart, agents get one lease
+   * period to reconnect and renew before their runs are declared crashed.
+   */
+  start(graceMs: number): void {
+    this.grace = setTimeout(() => {
+      void this.sweep();
+      this.timer = setInterval(() => void this.sweep(), this.periodMs);
+      this.timer.unref();
+    }, graceMs);
+    this.grace.unref();
   }
 
   stop(): void {
+    clearTimeout(this.grace);
     clearInterval(this.timer);
   }
 

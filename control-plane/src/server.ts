@@ -104,7 +104,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   const address = server.address() as AddressInfo;
   const host = options.host && options.host !== "0.0.0.0" && options.host !== "::" ? options.host : "127.0.0.1";
   const url = `http://${host.includes(":") ? `[${host}]` : host}:${address.port}`;
-  reaper.start();
+  reaper.start(leaseMs);
   dispatcher.kick();
   log.info({ url, database: database.provider }, "control plane listening");
 

@@ -145,6 +145,9 @@ export async function proposeFlowRunState(db: Db, input: ProposeInput): Promise<
       return tx.flowRun.findUniqueOrThrow({ where: { id: run.id } });
     });
     if (!outcome) continue; // someone else changed the run: decide again on the fresh row
+    if (isTerminal(input.state.type) && input.state.type !== "COMPLETED") {
+      await endUnfinishedDescendants(db, run.workspaceId, run.id, input.state, at);
+    }
     const wasHeld =
       run.stateType === "PENDING" || run.stateType === "RUNNING" || run.stateType === "CANCELLING" || run.stateType === "PAUSED";
     const nowHeld =
@@ -160,4 +163,75 @@ export async function proposeFlowRunState(db: Db, input: ProposeInput): Promise<
     };
   }
   throw new Error(`flow run ${input.flowRunId}: too many concurrent state changes`);
+}
+
+const UNFINISHED = ["SCHEDULED", "PENDING", "RUNNING", "CANCELLING", "PAUSED"];
+
+/**
+ * When an attempt ends without completing (crash, failure, cancel, timeout), the task runs
+ * and child flow runs it left unfinished can never finish: they take the same ending, so
+ * nothing stays RUNNING forever.
+ */
+async function endUnfinishedDescendants(
+  db: Db,
+  workspaceId: string,
+  rootId: string,
+  cause: StateProposal,
+  at: Date,
+): Promise<void> {
+  const type = cause.type === "CANCELLED" ? "CANCELLED" : "CRASHED";
+  const name = type === "CANCELLED" ? "Cancelled" : "Crashed";
+  const message = `the flow run ended (${cause.name}) before this finished`;
+  let frontier = [rootId];
+  const runIds: string[] = [];
+  // Walk the child-flow tree breadth-first (bounded depth: children are created in-process).
+  for (let depth = 0; frontier.length && depth < 20; depth++) {
+    runIds.push(...frontier);
+    const children = await db.flowRun.findMany({
+      where: { workspaceId, parentFlowRunId: { in: frontier } },
+      select: { id: true },
+    });
+    frontier = children.map((c) => c.id);
+  }
+  const childRuns = await db.flowRun.findMany({
+    where: { workspaceId, id: { in: runIds.filter((id) => id !== rootId) }, stateType: { in: UNFINISHED } },
+    select: { id: true, attempt: true },
+  });
+  const tasks = await db.taskRun.findMany({
+    where: { workspaceId, flowRunId: { in: runIds }, stateType: { in: UNFINISHED } },
+    select: { id: true, attempt: true },
+  });
+  if (!childRuns.length && !tasks.length) return;
+  const columns = { stateType: type, stateName: name, stateMessage: message, stateTimestamp: at, endTime: at };
+  await db.$transaction([
+    db.flowRun.updateMany({
+      where: { id: { in: childRuns.map((r) => r.id) }, stateType: { in: UNFINISHED } },
+      data: { ...columns, leaseExpiresAt: null },
+    }),
+    db.flowRunState.createMany({
+      data: childRuns.map((r) => ({
+        id: newId(),
+        workspaceId,
+        flowRunId: r.id,
+        type,
+        name,
+        message,
+        timestamp: at,
+        attempt: r.attempt,
+      })),
+    }),
+    db.taskRun.updateMany({ where: { id: { in: tasks.map((t) => t.id) }, stateType: { in: UNFINISHED } }, data: columns }),
+    db.taskRunState.createMany({
+      data: tasks.map((t) => ({
+        id: newId(),
+        workspaceId,
+        taskRunId: t.id,
+        type,
+        name,
+        message,
+        timestamp: at,
+        attempt: t.attempt,
+      })),
+    }),
+  ]);
 }
