@@ -1,21 +1,17 @@
 import assert from "node:assert/strict";
-import { after, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import { createFerryClient } from "@ferry/control-plane/client";
 import { AGENT_WS_PATH, CloseCode, PROTOCOL_VERSION } from "@ferry/sdk/protocol";
 import WebSocket from "ws";
 import {
-  createDatabase,
   createToken,
+  deployFixtures,
   ferry,
-  makeProject,
   PROVIDERS,
   postgresUnavailable,
-  removeDir,
   type Server,
   startAgent,
-  startServer,
-  stopAll,
-  type TestDatabase,
+  useServer,
   waitUntil,
 } from "./harness.ts";
 
@@ -88,95 +84,86 @@ const hello = (agentId: string) => ({
 for (const provider of PROVIDERS) {
   describe(`bad input gets a clear error and loses nothing (${provider})`, async () => {
     const skip = provider === "postgresql" ? await postgresUnavailable() : undefined;
-    let project: string;
-    let database: TestDatabase;
-    let server: Server;
-
-    before(async () => {
-      if (skip) return;
-      project = makeProject();
-      database = await createDatabase(provider, project);
-      server = await startServer(database.url);
-      await startAgent(server, { name: "agent-main", workDir: project });
-      const deployed = await ferry(["deploy", "flows/train.ts"], { cwd: project, env: server.env });
-      assert.equal(deployed.code, 0, deployed.output);
+    const suite = useServer(provider, skip, async (s) => {
+      await startAgent(s.server, { name: "agent-main", workDir: s.project });
+      await deployFixtures(s);
     });
-
-    after(async () => {
-      await stopAll();
-      if (skip) return;
-      await database.drop();
-      removeDir(project);
-    });
+    const project = () => suite.project;
+    const server = () => suite.server;
 
     test("a missing, wrong or expired token gets 401 and nothing happens", { skip }, async () => {
-      assert.equal((await trpcStatus(server, "runs.list", undefined)).status, 401);
-      const wrong = await trpcStatus(server, "runs.list", "fry_not-a-real-token");
+      assert.equal((await trpcStatus(server(), "runs.list", undefined)).status, 401);
+      const wrong = await trpcStatus(server(), "runs.list", "fry_not-a-real-token");
       assert.equal(wrong.status, 401);
       assert.match(wrong.text, /invalid token/);
-      assert.equal((await trpcStatus(server, "runs.list", "garbage.jwt.value")).status, 401);
-      const shortLived = await server.api.tokens.create.mutate({ name: "short", scopes: ["read"], expiresInSeconds: 1 });
-      assert.equal((await trpcStatus(server, "runs.list", shortLived.secret)).status, 200);
+      assert.equal((await trpcStatus(server(), "runs.list", "garbage.jwt.value")).status, 401);
+      const shortLived = await server().api.tokens.create.mutate({ name: "short", scopes: ["read"], expiresInSeconds: 1 });
+      assert.equal((await trpcStatus(server(), "runs.list", shortLived.secret)).status, 200);
       await new Promise((r) => setTimeout(r, 1_200));
-      const expired = await trpcStatus(server, "runs.list", shortLived.secret);
+      const expired = await trpcStatus(server(), "runs.list", shortLived.secret);
       assert.equal(expired.status, 401);
       assert.match(expired.text, /token expired/);
       const cli = await ferry(["runs", "list"], {
-        cwd: project,
-        env: { FERRY_API_URL: server.url, FERRY_API_TOKEN: "fry_wrong" },
+        cwd: project(),
+        env: { FERRY_API_URL: server().url, FERRY_API_TOKEN: "fry_wrong" },
       });
       assert.notEqual(cli.code, 0);
       assert.match(cli.output, /invalid token/);
-      const before = await server.api.runs.list.query({ limit: 500 });
-      await trpcStatus(server, "runs.create", "fry_wrong", { deployment: "train", parameters: { grid: [0.1] } });
-      assert.equal((await server.api.runs.list.query({ limit: 500 })).items.length, before.items.length);
+      const before = await server().api.runs.list.query({ limit: 500 });
+      await trpcStatus(server(), "runs.create", "fry_wrong", { deployment: "train", parameters: { grid: [0.1] } });
+      assert.equal((await server().api.runs.list.query({ limit: 500 })).items.length, before.items.length);
     });
 
     test("a token with too narrow a scope gets 403", { skip }, async () => {
-      const read = await createToken(server, ["read"]);
-      const agent = await createToken(server, ["agent"]);
-      const write = await createToken(server, ["write"]);
-      assert.equal((await trpcStatus(server, "runs.list", read.secret)).status, 200);
-      const denied = await trpcStatus(server, "runs.create", read.secret, { deployment: "train", parameters: { grid: [0.1] } });
+      const read = await createToken(server(), ["read"]);
+      const agent = await createToken(server(), ["agent"]);
+      const write = await createToken(server(), ["write"]);
+      assert.equal((await trpcStatus(server(), "runs.list", read.secret)).status, 200);
+      const denied = await trpcStatus(server(), "runs.create", read.secret, { deployment: "train", parameters: { grid: [0.1] } });
       assert.equal(denied.status, 403);
       assert.match(denied.text, /write scope/);
-      assert.equal((await trpcStatus(server, "runs.list", agent.secret)).status, 403);
-      assert.equal((await trpcStatus(server, "tokens.create", write.secret, { name: "x", scopes: ["admin"] })).status, 403);
-      assert.equal((await trpcStatus(server, "tokens.list", read.secret)).status, 403);
+      assert.equal((await trpcStatus(server(), "runs.list", agent.secret)).status, 403);
+      assert.equal((await trpcStatus(server(), "tokens.create", write.secret, { name: "x", scopes: ["admin"] })).status, 403);
+      assert.equal((await trpcStatus(server(), "tokens.list", read.secret)).status, 403);
     });
 
     test("a revoked token is refused and its agent is disconnected for good", { skip }, async () => {
-      const token = await createToken(server, ["agent"], "soon-revoked");
-      const agent = await startAgent(server, { name: "doomed", pools: ["doomed-pool"], workDir: project, token: token.secret });
-      const revoke = await ferry(["token", "revoke", token.id], { cwd: project, env: server.env });
+      const token = await createToken(server(), ["agent"], "soon-revoked");
+      const agent = await startAgent(server(), {
+        name: "doomed",
+        pools: ["doomed-pool"],
+        workDir: project(),
+        token: token.secret,
+      });
+      const revoke = await ferry(["token", "revoke", token.id], { cwd: project(), env: server().env });
       assert.equal(revoke.code, 0, revoke.output);
       const exit = await agent.exited;
       assert.notEqual(exit.code, 0);
       assert.match(agent.output(), /4008/);
-      const revokedApi = createFerryClient(server.url, token.secret);
+      const revokedApi = createFerryClient(server().url, token.secret);
       await assert.rejects(revokedApi.agents.list.query(), /token revoked|scope/);
-      const socket = await connect(server, token.secret);
+      const socket = await connect(server(), token.secret);
       const closed = await socket.closed;
       assert.equal(closed.code, CloseCode.unauthorized);
       assert.match(closed.reason, /revoked/);
     });
 
     test("parameters that fail the schema create no run; the CLI prints the issues", { skip }, async () => {
-      const before = (await server.api.runs.list.query({ limit: 500 })).items.length;
-      const result = await ferry(["run", "train", "--param", "grid=[]", "--wait"], { cwd: project, env: server.env });
+      const before = (await server().api.runs.list.query({ limit: 500 })).items.length;
+      const result = await ferry(["run", "train", "--param", "grid=[]", "--wait"], { cwd: project(), env: server().env });
       assert.notEqual(result.code, 0);
       assert.match(result.output, /invalid parameters for deployment "train"/);
       assert.match(result.output, /grid: must NOT have fewer than 1 items/);
-      const wrongType = await ferry(["run", "train", "--param", 'grid=["a"]'], { cwd: project, env: server.env });
+      const wrongType = await ferry(["run", "train", "--param", 'grid=["a"]'], { cwd: project(), env: server().env });
       assert.notEqual(wrongType.code, 0);
       assert.match(wrongType.output, /grid\.0: must be number/);
-      const missing = await ferry(["run", "train"], { cwd: project, env: server.env });
+      const missing = await ferry(["run", "train"], { cwd: project(), env: server().env });
       assert.match(missing.output, /must have required property 'grid'/);
-      assert.equal((await server.api.runs.list.query({ limit: 500 })).items.length, before);
-      const badFlag = await ferry(["run", "train", "--param", "novalue"], { cwd: project, env: server.env });
+      assert.equal((await server().api.runs.list.query({ limit: 500 })).items.length, before);
+      const badFlag = await ferry(["run", "train", "--param", "novalue"], { cwd: project(), env: server().env });
       assert.notEqual(badFlag.code, 0);
       assert.match(badFlag.output, /--param expects key=value/);
-      const badAgentFlags = await ferry(["agent", "start", "--api", server.url, "--token", "fry_x", "--concurrency", "0"]);
+      const badAgentFlags = await ferry(["agent", "start", "--api", server().url, "--token", "fry_x", "--concurrency", "0"]);
       assert.notEqual(badAgentFlags.code, 0);
       assert.match(badAgentFlags.output, /--concurrency: Too small/i);
     });
@@ -187,18 +174,18 @@ for (const provider of PROVIDERS) {
         ["broken-module", "flows/broken.ts", /broken module: failed at import time/],
         ["missing-flow", "flows/train.ts", /no flow named "nope"/],
       ] as const) {
-        await server.api.deployments.upsert.mutate({
+        await server().api.deployments.upsert.mutate({
           name,
           flowName: name === "missing-flow" ? "nope" : name,
           entrypoint,
           paramsSchema: { type: "object" },
         });
-        const result = await ferry(["run", name, "--wait"], { cwd: project, env: server.env });
+        const result = await ferry(["run", name, "--wait"], { cwd: project(), env: server().env });
         assert.equal(result.code, 1, result.output);
-        const run = (await server.api.runs.list.query({ deployment: name, limit: 1 })).items[0];
+        const run = (await server().api.runs.list.query({ deployment: name, limit: 1 })).items[0];
         assert.equal(run?.stateType, "FAILED");
         assert.match(run?.stateMessage ?? "", expected);
-        const { items: logs } = await server.api.logs.list.query({ flowRunId: run?.id ?? "" });
+        const { items: logs } = await server().api.logs.list.query({ flowRunId: run?.id ?? "" });
         assert.ok(
           logs.some((l) => l.level === "error" && expected.test(l.message)),
           JSON.stringify(logs),
@@ -207,7 +194,7 @@ for (const provider of PROVIDERS) {
     });
 
     test("deployments with an entrypoint outside the agent's directory are refused", { skip }, async () => {
-      const res = await trpcStatus(server, "deployments.upsert", server.adminToken, {
+      const res = await trpcStatus(server(), "deployments.upsert", server().adminToken, {
         name: "escape",
         flowName: "x",
         entrypoint: "../../etc/passwd",
@@ -219,21 +206,21 @@ for (const provider of PROVIDERS) {
 
     test("an oversized API body gets 413 and malformed JSON gets 400", { skip }, async () => {
       const huge = JSON.stringify({ deployment: "train", parameters: { blob: "x".repeat(5 * 1024 * 1024) } });
-      assert.equal((await trpcStatus(server, "runs.create", server.adminToken, huge)).status, 413);
-      assert.equal((await trpcStatus(server, "runs.create", server.adminToken, "{not json")).status, 400);
+      assert.equal((await trpcStatus(server(), "runs.create", server().adminToken, huge)).status, 413);
+      assert.equal((await trpcStatus(server(), "runs.create", server().adminToken, "{not json")).status, 400);
     });
 
     test("the agent WebSocket refuses bad handshakes with documented close codes", { skip }, async () => {
-      const noToken = await connect(server, undefined);
+      const noToken = await connect(server(), undefined);
       assert.equal((await noToken.closed).code, CloseCode.unauthorized);
-      const read = await createToken(server, ["read"]);
-      const wrongScope = await connect(server, read.secret);
+      const read = await createToken(server(), ["read"]);
+      const wrongScope = await connect(server(), read.secret);
       assert.equal((await wrongScope.closed).code, CloseCode.forbidden);
-      const agentToken = (await createToken(server, ["agent"])).secret;
-      const garbage = await connect(server, agentToken);
+      const agentToken = (await createToken(server(), ["agent"])).secret;
+      const garbage = await connect(server(), agentToken);
       garbage.ws.send("hello?");
       assert.equal((await garbage.closed).code, CloseCode.badHandshake);
-      const future = await connect(server, agentToken);
+      const future = await connect(server(), agentToken);
       future.ws.send(JSON.stringify({ ...hello("v2-agent"), v: 2 }));
       const closed = await future.closed;
       assert.equal(closed.code, CloseCode.versionMismatch);
@@ -241,8 +228,8 @@ for (const provider of PROVIDERS) {
     });
 
     test("malformed frames get error frames; the connection and the control plane keep serving", { skip }, async () => {
-      const agentToken = (await createToken(server, ["agent"])).secret;
-      const s = await connect(server, agentToken);
+      const agentToken = (await createToken(server(), ["agent"])).secret;
+      const s = await connect(server(), agentToken);
       s.ws.send(JSON.stringify(hello("raw-agent-1")));
       await s.next("welcome");
       s.ws.send("{not json");
@@ -273,18 +260,18 @@ for (const provider of PROVIDERS) {
       s.ws.send("x".repeat(5 * 1024 * 1024));
       assert.equal((await s.closed).code, CloseCode.tooBig);
       // Everything else keeps working: health, API, and the real agent running flows.
-      const health = await fetch(`${server.url}/healthz`);
+      const health = await fetch(`${server().url}/healthz`);
       assert.equal(health.status, 200);
-      const result = await ferry(["run", "fanout", "--param", "n=3", "--wait"], { cwd: project, env: server.env });
+      const result = await ferry(["run", "fanout", "--param", "n=3", "--wait"], { cwd: project(), env: server().env });
       assert.equal(result.code, 0, result.output);
     });
 
     test("a token of one workspace sees nothing of another", { skip }, async () => {
-      const created = await ferry(["workspace", "create", "other", "--database-url", database.url, "--json"]);
+      const created = await ferry(["workspace", "create", "other", "--database-url", suite.database.url, "--json"]);
       assert.equal(created.code, 0, created.output);
       const other = JSON.parse(created.output) as { admin: { secret: string } };
-      const otherApi = createFerryClient(server.url, other.admin.secret);
-      const mine = await server.api.runs.list.query({ limit: 5 });
+      const otherApi = createFerryClient(server().url, other.admin.secret);
+      const mine = await server().api.runs.list.query({ limit: 5 });
       const someRun = mine.items[0];
       assert.ok(someRun);
       assert.deepEqual((await otherApi.runs.list.query()).items, []);

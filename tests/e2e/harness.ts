@@ -7,6 +7,7 @@ import { randomBytes } from "node:crypto";
 import { cpSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
+import { after, before } from "node:test";
 import { fileURLToPath } from "node:url";
 import { createFerryClient, type FerryClient } from "@ferry/control-plane/client";
 import pg from "pg";
@@ -207,3 +208,38 @@ export async function waitUntil<T>(what: string, fn: () => Promise<T | undefined
 }
 
 export const PROVIDERS: Provider[] = ["sqlite", "postgresql"];
+
+export interface Suite {
+  project: string;
+  database: TestDatabase;
+  server: Server;
+}
+
+/**
+ * Registers before/after hooks that give a suite a temporary project, a fresh database of
+ * `provider` and a control plane on it, then run `setup` (agents, deployments). Everything
+ * is stopped and deleted afterwards. The returned object is filled in by the before hook.
+ */
+export function useServer(provider: Provider, skip: string | undefined, setup?: (suite: Suite) => Promise<void>): Suite {
+  const suite = {} as Suite;
+  before(async () => {
+    if (skip) return;
+    suite.project = makeProject();
+    suite.database = await createDatabase(provider, suite.project);
+    suite.server = await startServer(suite.database.url);
+    await setup?.(suite);
+  });
+  after(async () => {
+    await stopAll();
+    if (skip) return;
+    await suite.database.drop();
+    removeDir(suite.project);
+  });
+  return suite;
+}
+
+/** Deploys the fixture flows (flows/train.ts) of a suite's project. */
+export async function deployFixtures(suite: Suite, extra: string[] = []): Promise<void> {
+  const deployed = await ferry(["deploy", "flows/train.ts", ...extra], { cwd: suite.project, env: suite.server.env });
+  if (deployed.code !== 0) throw new Error(`ferry deploy failed:\n${deployed.output}`);
+}

@@ -1,40 +1,18 @@
 import assert from "node:assert/strict";
-import { after, before, describe, test } from "node:test";
-import {
-  createDatabase,
-  ferry,
-  makeProject,
-  PROVIDERS,
-  postgresUnavailable,
-  removeDir,
-  type Server,
-  startAgent,
-  startServer,
-  stopAll,
-  type TestDatabase,
-  waitUntil,
-} from "./harness.ts";
+import { describe, test } from "node:test";
+import { deployFixtures, PROVIDERS, postgresUnavailable, startAgent, useServer, waitUntil } from "./harness.ts";
 
 for (const provider of PROVIDERS) {
   describe(`work pools (${provider})`, async () => {
     const skip = provider === "postgresql" ? await postgresUnavailable() : undefined;
-    let project: string;
-    let database: TestDatabase;
-    let server: Server;
-
-    before(async () => {
-      if (skip) return;
-      project = makeProject();
-      database = await createDatabase(provider, project);
-      server = await startServer(database.url);
+    const suite = useServer(provider, skip, async (s) => {
       await Promise.all([
-        startAgent(server, { name: "agent-a", pools: ["pool-a"], workDir: project, concurrency: 2 }),
-        startAgent(server, { name: "agent-b", pools: ["pool-b"], workDir: project, concurrency: 2 }),
+        startAgent(s.server, { name: "agent-a", pools: ["pool-a"], workDir: s.project, concurrency: 2 }),
+        startAgent(s.server, { name: "agent-b", pools: ["pool-b"], workDir: s.project, concurrency: 2 }),
       ]);
-      const deployed = await ferry(["deploy", "flows/train.ts", "--pool", "pool-a"], { cwd: project, env: server.env });
-      assert.equal(deployed.code, 0, deployed.output);
+      await deployFixtures(s, ["--pool", "pool-a"]);
       for (const pool of ["pool-b", "pool-c"]) {
-        await server.api.deployments.upsert.mutate({
+        await s.server.api.deployments.upsert.mutate({
           name: `sleepy-${pool}`,
           flowName: "sleepy",
           entrypoint: "flows/train.ts",
@@ -43,28 +21,23 @@ for (const provider of PROVIDERS) {
         });
       }
     });
-
-    after(async () => {
-      await stopAll();
-      if (skip) return;
-      await database.drop();
-      removeDir(project);
-    });
+    const project = () => suite.project;
+    const server = () => suite.server;
 
     test("runs go only to an agent of their deployment's pool", { skip }, async () => {
       const runs = [];
       for (let i = 0; i < 3; i++) {
-        runs.push(await server.api.runs.create.mutate({ deployment: "sleepy", parameters: { ms: 50 } }));
-        runs.push(await server.api.runs.create.mutate({ deployment: "sleepy-pool-b", parameters: { ms: 50 } }));
+        runs.push(await server().api.runs.create.mutate({ deployment: "sleepy", parameters: { ms: 50 } }));
+        runs.push(await server().api.runs.create.mutate({ deployment: "sleepy-pool-b", parameters: { ms: 50 } }));
       }
       for (const run of runs) {
         const done = await waitUntil(`run ${run.name} completes`, async () => {
-          const r = await server.api.runs.get.query({ id: run.id });
+          const r = await server().api.runs.get.query({ id: run.id });
           return r.stateType === "COMPLETED" ? r : undefined;
         });
         assert.equal(done.agentName, run.workPool === "pool-a" ? "agent-a" : "agent-b", `${run.name} in ${run.workPool}`);
       }
-      const agents = await server.api.agents.list.query();
+      const agents = await server().api.agents.list.query();
       assert.deepEqual(agents.map((a) => [a.name, a.pools, a.connected]).sort(), [
         ["agent-a", ["pool-a"], true],
         ["agent-b", ["pool-b"], true],
@@ -72,15 +45,15 @@ for (const provider of PROVIDERS) {
     });
 
     test("a run whose pool has no agent waits, and starts as soon as one connects", { skip }, async () => {
-      const run = await server.api.runs.create.mutate({ deployment: "sleepy-pool-c", parameters: { ms: 10 } });
+      const run = await server().api.runs.create.mutate({ deployment: "sleepy-pool-c", parameters: { ms: 10 } });
       await new Promise((r) => setTimeout(r, 1_500));
-      const waiting = await server.api.runs.get.query({ id: run.id });
+      const waiting = await server().api.runs.get.query({ id: run.id });
       assert.equal(waiting.stateType, "SCHEDULED");
       assert.equal(waiting.agentId, null);
       const connectedAt = Date.now();
-      await startAgent(server, { name: "agent-c", pools: ["pool-c"], workDir: project });
+      await startAgent(server(), { name: "agent-c", pools: ["pool-c"], workDir: project() });
       const done = await waitUntil("the pool-c run completes", async () => {
-        const r = await server.api.runs.get.query({ id: run.id });
+        const r = await server().api.runs.get.query({ id: run.id });
         return r.stateType === "COMPLETED" ? r : undefined;
       });
       assert.equal(done.agentName, "agent-c");
@@ -93,13 +66,15 @@ for (const provider of PROVIDERS) {
 
     test("an agent with capacity 2 runs at most 2 flows at once; the rest wait their turn", { skip }, async () => {
       const runs = await Promise.all(
-        Array.from({ length: 5 }, () => server.api.runs.create.mutate({ deployment: "sleepy-pool-b", parameters: { ms: 400 } })),
+        Array.from({ length: 5 }, () =>
+          server().api.runs.create.mutate({ deployment: "sleepy-pool-b", parameters: { ms: 400 } }),
+        ),
       );
       let peak = 0;
       await waitUntil(
         "all five complete",
         async () => {
-          const states = await Promise.all(runs.map((r) => server.api.runs.get.query({ id: r.id })));
+          const states = await Promise.all(runs.map((r) => server().api.runs.get.query({ id: r.id })));
           peak = Math.max(peak, states.filter((s) => s.stateType === "RUNNING" || s.stateType === "PENDING").length);
           return states.every((s) => s.stateType === "COMPLETED");
         },
