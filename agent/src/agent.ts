@@ -54,6 +54,31 @@ interface ActiveRun {
   revoked: boolean;
 }
 
+/** Room left in a frame for the envelope around a batch. */
+const BATCH_BYTES = LIMITS.maxFrameBytes / 2;
+
+/**
+ * Splits reports into batches that respect both the item limit and the frame size, so one
+ * batch of long lines can never exceed the frame limit (and be refused on every replay).
+ */
+export function batches<T>(items: readonly T[], maxItems: number = LIMITS.maxBatch, maxBytes: number = BATCH_BYTES): T[][] {
+  const out: T[][] = [];
+  let chunk: T[] = [];
+  let bytes = 0;
+  for (const item of items) {
+    const size = Buffer.byteLength(JSON.stringify(item)) + 1;
+    if (chunk.length && (chunk.length >= maxItems || bytes + size > maxBytes)) {
+      out.push(chunk);
+      chunk = [];
+      bytes = 0;
+    }
+    chunk.push(item);
+    bytes += size;
+  }
+  if (chunk.length) out.push(chunk);
+  return out;
+}
+
 /** Close codes after which reconnecting cannot help. */
 const FATAL_CLOSES = new Set<number>([
   CloseCode.unauthorized,
@@ -304,9 +329,7 @@ export class Agent {
           running: () => this.propose(run, { type: "RUNNING", name: "Running" }),
           events: (events) => {
             if (run.revoked) return;
-            for (let i = 0; i < events.length; i += LIMITS.maxBatch) {
-              this.enqueue({ type: "run.events", v: PROTOCOL_VERSION, ...ref, events: events.slice(i, i + LIMITS.maxBatch) });
-            }
+            for (const chunk of batches(events)) this.enqueue({ type: "run.events", v: PROTOCOL_VERSION, ...ref, events: chunk });
           },
           logs: (lines) => this.addLogs(run, lines),
           exited: (state) => this.onExited(run, state),
@@ -328,10 +351,10 @@ export class Agent {
   private flushLogs(run: ActiveRun): void {
     clearTimeout(run.logTimer);
     run.logTimer = undefined;
-    while (run.pendingLogs.length) {
-      const lines = run.pendingLogs.splice(0, LIMITS.maxBatch);
-      if (!run.revoked) this.enqueue({ type: "logs", v: PROTOCOL_VERSION, ...run.ref, lines });
-    }
+    const pending = run.pendingLogs;
+    run.pendingLogs = [];
+    if (run.revoked) return;
+    for (const lines of batches(pending)) this.enqueue({ type: "logs", v: PROTOCOL_VERSION, ...run.ref, lines });
   }
 
   private propose(run: ActiveRun, state: StateProposal): void {

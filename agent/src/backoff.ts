@@ -1,7 +1,7 @@
 /**
- * Reconnect delays: exponential with full jitter (a random delay between 0 and the
- * exponential cap), so many agents that lost the same control plane do not reconnect in
- * lockstep.
+ * Reconnect delays: exponential with "equal jitter" (a random delay between half the
+ * exponential cap and the cap), so many agents that lost the same control plane do not
+ * reconnect in lockstep, yet none retries immediately.
  */
 export class Backoff {
   private attempt = 0;

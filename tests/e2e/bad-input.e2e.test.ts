@@ -220,6 +220,14 @@ for (const provider of PROVIDERS) {
       const garbage = await connect(server(), agentToken);
       garbage.ws.send("hello?");
       assert.equal((await garbage.closed).code, CloseCode.badHandshake);
+      // A hello that fails validation is refused at once (its long, non-ASCII error text is cut to a valid close reason).
+      const started = Date.now();
+      const incomplete = await connect(server(), agentToken);
+      incomplete.ws.send(JSON.stringify({ type: "hello", v: PROTOCOL_VERSION, agentId: "x", pools: [], capacity: -1 }));
+      const refused = await incomplete.closed;
+      assert.equal(refused.code, CloseCode.badHandshake);
+      assert.match(refused.reason, /^expected hello/);
+      assert.ok(Date.now() - started < 3_000, "closed without waiting for the hello timeout");
       const future = await connect(server(), agentToken);
       future.ws.send(JSON.stringify({ ...hello("v2-agent"), v: 2 }));
       const closed = await future.closed;
@@ -264,6 +272,78 @@ for (const provider of PROVIDERS) {
       assert.equal(health.status, 200);
       const result = await ferry(["run", "fanout", "--param", "n=3", "--wait"], { cwd: project(), env: server().env });
       assert.equal(result.code, 0, result.output);
+    });
+
+    test("an agent can only write into the runs it holds", { skip }, async () => {
+      const created = await server().api.runs.create.mutate({ deployment: "fanout", parameters: { n: 2 } });
+      const victim = await waitUntil("the victim run completes", async () => {
+        const r = await server().api.runs.get.query({ id: created.id });
+        return r.stateType === "COMPLETED" ? r : undefined;
+      });
+      const victimTasks = (await server().api.taskRuns.list.query({ flowRunId: victim.id })).items.length;
+      await server().api.deployments.upsert.mutate({
+        name: "raw",
+        flowName: "raw",
+        entrypoint: "x.ts",
+        paramsSchema: { type: "object" },
+        workPool: "raw-pool",
+      });
+      const s = await connect(server(), (await createToken(server(), ["agent"])).secret);
+      s.ws.send(JSON.stringify(hello("raw-agent-2")));
+      await s.next("welcome");
+      const own = await server().api.runs.create.mutate({ deployment: "raw" });
+      const assign = await s.next("run.assign");
+      assert.equal(assign.flowRunId, own.id);
+      const now = new Date().toISOString();
+      s.ws.send(
+        JSON.stringify({
+          type: "run.events",
+          v: PROTOCOL_VERSION,
+          msgId: 1,
+          flowRunId: own.id,
+          attempt: assign.attempt,
+          events: [
+            {
+              kind: "task_run.created",
+              id: "intruder-task",
+              flowRunId: victim.id,
+              taskKey: "x",
+              dynamicKey: 0,
+              name: "x",
+              tags: [],
+              maxRetries: 0,
+              upstream: [],
+              timestamp: now,
+            },
+            {
+              kind: "flow_run.state",
+              eventId: "intruder-state",
+              flowRunId: victim.id,
+              state: { type: "SCHEDULED", name: "Scheduled" },
+              timestamp: now,
+            },
+          ],
+        }),
+      );
+      assert.equal((await s.next("ack")).ok, true);
+      // Reports about a run this agent does not hold are refused outright.
+      s.ws.send(
+        JSON.stringify({
+          type: "state.propose",
+          v: PROTOCOL_VERSION,
+          msgId: 2,
+          eventId: "x-2",
+          flowRunId: victim.id,
+          attempt: victim.attempt,
+          state: { type: "RUNNING", name: "Running" },
+          timestamp: now,
+        }),
+      );
+      assert.equal(((await s.next("ack")).orchestration as { status: string }).status, "REJECT");
+      const after = await server().api.runs.get.query({ id: victim.id });
+      assert.equal(after.stateType, "COMPLETED");
+      assert.equal((await server().api.taskRuns.list.query({ flowRunId: victim.id })).items.length, victimTasks);
+      s.ws.close();
     });
 
     test("a token of one workspace sees nothing of another", { skip }, async () => {

@@ -89,7 +89,7 @@ export class AgentHub {
       .fromHeader(req.headers.authorization)
       .catch(() => ({ ok: false as const, reason: "authentication failed" }));
     if (!auth.ok) {
-      ws.close(CloseCode.unauthorized, auth.reason.slice(0, 120));
+      ws.close(CloseCode.unauthorized, closeReason(auth.reason));
       return;
     }
     if (!scopeAllows(auth.principal.scopes, "agent")) {
@@ -172,15 +172,28 @@ export class AgentHub {
     for (const run of believed) {
       if (reported.get(run.id) === run.attempt) {
         conn.held.add(run.id);
+        // A cancel sent while the agent was away (or to another control-plane process) is sent again.
+        if (run.stateType === "CANCELLING") {
+          conn.send({
+            type: "run.cancel",
+            v: PROTOCOL_VERSION,
+            flowRunId: run.id,
+            attempt: run.attempt,
+            reason: run.stateMessage ?? "cancelled",
+          });
+        }
         continue;
       }
       if (run.stateType === "PENDING") {
         await this.requeue(run.id, run.workspaceId, conn.agentId, run.attempt, "agent reconnected without the run");
       } else {
+        const cancelling = run.stateType === "CANCELLING";
         const outcome = await proposeFlowRunState(this.db, {
           workspaceId: run.workspaceId,
           flowRunId: run.id,
-          state: { type: "CRASHED", name: "Crashed", message: `agent ${conn.name} reconnected without this run (it was lost)` },
+          state: cancelling
+            ? { type: "CANCELLED", name: "Cancelled", message: `agent ${conn.name} no longer runs it` }
+            : { type: "CRASHED", name: "Crashed", message: `agent ${conn.name} reconnected without this run (it was lost)` },
           proposer: "system",
         });
         if (outcome.requeued) this.dispatcher.kick();
@@ -341,6 +354,13 @@ export class AgentHub {
 
 export class HelloError extends Error {}
 
+/** WebSocket close reasons are limited to 123 bytes of UTF-8; longer ones make `close` throw. */
+export function closeReason(text: string): string {
+  let out = text;
+  while (Buffer.byteLength(out) > 123) out = out.slice(0, -1);
+  return out;
+}
+
 export class ProtocolError extends Error {
   constructor(
     readonly code: ErrorCode,
@@ -373,7 +393,7 @@ class AgentSession {
 
   enqueue(data: RawData, isBinary: boolean): void {
     if (++this.queued > MAX_QUEUED) {
-      this.ws.close(CloseCode.tooBig, "too many unprocessed messages");
+      this.ws.close(CloseCode.policyViolation, "too many unprocessed messages");
       return;
     }
     this.queue = this.queue
@@ -397,7 +417,7 @@ class AgentSession {
     const refuse = (message: string) =>
       this.conn
         ? this.sendError("BAD_MESSAGE", message, undefined)
-        : this.ws.close(CloseCode.badHandshake, `expected hello: ${message}`);
+        : this.ws.close(CloseCode.badHandshake, closeReason(`expected hello: ${message}`));
     if (isBinary) return refuse("binary frames are not supported; send JSON text");
     let raw: unknown;
     try {
@@ -411,14 +431,14 @@ class AgentSession {
       const hello = validateMessage(HelloSchema, raw);
       if (!hello.ok) {
         const code = hello.code === "UNSUPPORTED_VERSION" ? CloseCode.versionMismatch : CloseCode.badHandshake;
-        this.ws.close(code, `expected hello: ${hello.message}`.slice(0, 120));
+        this.ws.close(code, closeReason(`expected hello: ${hello.message}`));
         return;
       }
       clearTimeout(this.helloTimer);
       try {
         this.conn = await this.hub.hello(this.ws, this.principal, hello.value);
       } catch (err) {
-        this.ws.close(CloseCode.badHandshake, (err instanceof HelloError ? err.message : "hello failed").slice(0, 120));
+        this.ws.close(CloseCode.badHandshake, closeReason(err instanceof HelloError ? err.message : "hello failed"));
       }
       return;
     }

@@ -166,6 +166,22 @@ export async function proposeFlowRunState(db: Db, input: ProposeInput): Promise<
 }
 
 const UNFINISHED = ["SCHEDULED", "PENDING", "RUNNING", "CANCELLING", "PAUSED"];
+const MAX_CHILD_DEPTH = 20;
+
+/** A root flow run and all its child flow runs, breadth-first (children run in the root's process). */
+export async function flowRunTree(db: Db, workspaceId: string, rootId: string): Promise<string[]> {
+  const ids: string[] = [];
+  let frontier = [rootId];
+  for (let depth = 0; frontier.length && depth < MAX_CHILD_DEPTH; depth++) {
+    ids.push(...frontier);
+    const children = await db.flowRun.findMany({
+      where: { workspaceId, parentFlowRunId: { in: frontier } },
+      select: { id: true },
+    });
+    frontier = children.map((c) => c.id);
+  }
+  return ids;
+}
 
 /**
  * When an attempt ends without completing (crash, failure, cancel, timeout), the task runs
@@ -182,17 +198,7 @@ async function endUnfinishedDescendants(
   const type = cause.type === "CANCELLED" ? "CANCELLED" : "CRASHED";
   const name = type === "CANCELLED" ? "Cancelled" : "Crashed";
   const message = `the flow run ended (${cause.name}) before this finished`;
-  let frontier = [rootId];
-  const runIds: string[] = [];
-  // Walk the child-flow tree breadth-first (bounded depth: children are created in-process).
-  for (let depth = 0; frontier.length && depth < 20; depth++) {
-    runIds.push(...frontier);
-    const children = await db.flowRun.findMany({
-      where: { workspaceId, parentFlowRunId: { in: frontier } },
-      select: { id: true },
-    });
-    frontier = children.map((c) => c.id);
-  }
+  const runIds = await flowRunTree(db, workspaceId, rootId);
   const childRuns = await db.flowRun.findMany({
     where: { workspaceId, id: { in: runIds.filter((id) => id !== rootId) }, stateType: { in: UNFINISHED } },
     select: { id: true, attempt: true },

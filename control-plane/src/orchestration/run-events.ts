@@ -1,8 +1,15 @@
 import type { Db } from "@ferry/prisma";
 import type { FlowRun } from "@ferry/prisma/sqlite";
-import { isTerminal, type LogLine, type RunEvent, type TaskRunCreated, type TaskRunStateChanged } from "@ferry/sdk/protocol";
+import {
+  isTerminal,
+  type LogLine,
+  type RunEvent,
+  type TaskRunCreated,
+  type TaskRunStateChanged,
+  TERMINAL_STATES,
+} from "@ferry/sdk/protocol";
 import { newId } from "../ids.ts";
-import { proposeFlowRunState } from "./flow-runs.ts";
+import { flowRunTree, proposeFlowRunState } from "./flow-runs.ts";
 
 /**
  * Applies a batch of runtime events of one dispatched (root) run. Idempotent: task runs
@@ -17,20 +24,17 @@ export async function applyRunEvents(db: Db, root: FlowRun, events: readonly Run
   const childStates = events.filter((e) => e.kind === "flow_run.state");
   const taskStates = events.filter((e): e is TaskRunStateChanged => e.kind === "task_run.state");
 
-  // Flow runs this batch may touch: the root and its descendants, created now or earlier.
-  const knownRuns = new Set<string>([root.id]);
-  if (childCreates.length || taskCreates.length || childStates.length) {
-    const ids = new Set([
-      ...childCreates.map((e) => e.parentFlowRunId),
-      ...taskCreates.map((e) => e.flowRunId),
-      ...childStates.map((e) => e.flowRunId),
-    ]);
-    ids.delete(root.id);
-    if (ids.size) {
-      const rows = await db.flowRun.findMany({ where: { workspaceId, id: { in: [...ids] } }, select: { id: true } });
-      for (const r of rows) knownRuns.add(r.id);
-    }
-  }
+  // Flow runs this batch may touch: the root and its descendants (an agent holding one run
+  // must not be able to write into another).
+  const touchesOthers = events.some(
+    (e) =>
+      (e.kind === "task_run.created" || e.kind === "flow_run.state"
+        ? e.flowRunId
+        : e.kind === "flow_run.created"
+          ? e.parentFlowRunId
+          : root.id) !== root.id,
+  );
+  const knownRuns = new Set<string>(touchesOthers ? await flowRunTree(db, workspaceId, root.id) : [root.id]);
 
   if (childCreates.length) {
     const existing = await db.flowRun.findMany({ where: { id: { in: childCreates.map((e) => e.id) } }, select: { id: true } });
@@ -112,7 +116,8 @@ export async function applyRunEvents(db: Db, root: FlowRun, events: readonly Run
       workspaceId,
       flowRunId: e.flowRunId,
       state: e.state,
-      proposer: "system",
+      // Child flow runs live in the root's process: the agent reports them, under the agent's rules.
+      proposer: "agent",
       eventId: e.eventId,
       timestamp: new Date(e.timestamp),
     });
@@ -155,8 +160,9 @@ async function applyTaskStates(db: Db, workspaceId: string, events: readonly Tas
     ...[...latest.values()].map((e) => {
       const at = new Date(e.timestamp);
       const started = firstRunning.get(e.taskRunId);
-      return db.taskRun.update({
-        where: { id: e.taskRunId },
+      // A task run that ended (or was ended with its flow run) stays ended.
+      return db.taskRun.updateMany({
+        where: { id: e.taskRunId, stateType: { notIn: [...TERMINAL_STATES] } },
         data: {
           stateType: e.state.type,
           stateName: e.state.name,

@@ -9,6 +9,7 @@ export const AGENT_WS_PATH = "/api/v1/agents/ws";
 export const CloseCode = {
   normal: 1000,
   goingAway: 1001,
+  policyViolation: 1008,
   tooBig: 1009,
   badHandshake: 4000,
   unauthorized: 4001,

@@ -1,7 +1,8 @@
 /**
  * Entry point of a flow process. The agent starts one per flow run with an IPC channel,
  * sends `start`, and this process imports the flow's module, runs the flow and reports.
- * It exits 0 after reporting `finished`; any other exit tells the agent it crashed.
+ * It exits 0 after reporting `finished`. If it exits without reporting `finished`, the
+ * agent records the run as CRASHED with the exit code or signal.
  */
 import { pathToFileURL } from "node:url";
 import { errorMessage, serializeError } from "../errors.ts";
@@ -24,6 +25,8 @@ function send(message: FromFlowProcess): Promise<void> {
 }
 
 const abort = new AbortController();
+/** The running flow's reporter, flushed on SIGTERM so a cancelled run keeps its last events and logs. */
+let activeReporter: IpcReporter | undefined;
 
 async function finish(reporter: IpcReporter, message: FromFlowProcess & { type: "finished" }): Promise<never> {
   await reporter.flush();
@@ -34,6 +37,7 @@ async function finish(reporter: IpcReporter, message: FromFlowProcess & { type: 
 
 async function run(start: IpcStart): Promise<never> {
   const reporter = new IpcReporter(send);
+  activeReporter = reporter;
   const logError = (text: string) =>
     reporter.log({
       timestamp: new Date().toISOString(),
@@ -121,6 +125,8 @@ process.on("message", (raw: unknown) => {
 });
 process.on("SIGTERM", () => {
   abort.abort(new Error("cancelled: the agent stopped this flow process"));
-  process.exit(143);
+  const flushed = activeReporter?.flush() ?? Promise.resolve();
+  const deadline = new Promise((r) => setTimeout(r, 2_000));
+  void Promise.race([flushed, deadline]).finally(() => process.exit(143));
 });
 void send({ type: "ready", v: PROTOCOL_VERSION });

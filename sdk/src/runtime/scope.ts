@@ -1,6 +1,6 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import { format } from "node:util";
-import type { JsonObject, LogLevel } from "../protocol/common.ts";
+import { type JsonObject, LIMITS, type LogLevel } from "../protocol/common.ts";
 import type { LogRecord, RunEvent } from "../protocol/events.ts";
 
 /** Where the runtime sends what happens: memory for `runLocal`, the agent over IPC in a flow process. */
@@ -59,7 +59,7 @@ export interface RunLogger {
 }
 
 function emitLog(level: LogLevel, args: unknown[]): void {
-  const message = format(...args);
+  const message = format(...args).slice(0, LIMITS.maxLogChars);
   const scope = currentScope();
   if (!scope) {
     // Outside a run (a plain function call in a unit test): behave like console.
