@@ -105,6 +105,8 @@ export class Agent {
   private readonly runs = new Map<string, ActiveRun>();
   private readonly backoff = new Backoff();
   private heartbeat: NodeJS.Timeout | undefined;
+  private heartbeatMs = 0;
+  private lastHeard = Date.now();
   private reconnectTimer: NodeJS.Timeout | undefined;
   private stopping = false;
   private draining = false;
@@ -132,6 +134,7 @@ export class Agent {
   /** Stops taking work, waits up to `drainMs` for running flows, stops the rest, then disconnects. */
   async stop(drainMs = 0): Promise<void> {
     this.draining = true;
+    this.sendHeartbeat(); // tells the control plane at once to send no more work
     const deadline = Date.now() + drainMs;
     while (this.runs.size > 0 && Date.now() < deadline) await this.changed(Math.max(1, deadline - Date.now()));
     for (const run of this.runs.values()) {
@@ -195,7 +198,11 @@ export class Agent {
       };
       ws.send(JSON.stringify(hello));
     });
+    ws.on("ping", () => {
+      this.lastHeard = Date.now();
+    });
     ws.on("message", (data, isBinary) => {
+      this.lastHeard = Date.now();
       if (isBinary) return;
       this.onMessage(data.toString());
     });
@@ -242,6 +249,7 @@ export class Agent {
         this.backoff.reset();
         this.log.info({ agentId: msg.agentId, server: msg.serverVersion }, "connected to the control plane");
         clearInterval(this.heartbeat);
+        this.heartbeatMs = msg.heartbeatIntervalMs;
         this.heartbeat = setInterval(() => this.sendHeartbeat(), msg.heartbeatIntervalMs);
         // Replay everything not yet acknowledged, in order.
         for (const m of this.outbox.values()) this.transmit(m);
@@ -287,8 +295,15 @@ export class Agent {
   }
 
   private sendHeartbeat(): void {
+    // Nothing heard from the control plane for three intervals: the connection is dead
+    // even if TCP has not noticed. Drop it and reconnect (the outbox is replayed).
+    if (this.ws && this.heartbeatMs && Date.now() - this.lastHeard > 3 * this.heartbeatMs) {
+      this.log.warn({ silentMs: Date.now() - this.lastHeard }, "control plane silent; reconnecting");
+      this.ws.terminate();
+      return;
+    }
     const runs = [...this.runs.values()].filter((r) => !r.revoked).map((r) => r.ref);
-    this.sendNow({ type: "heartbeat", v: PROTOCOL_VERSION, runs });
+    this.sendNow({ type: "heartbeat", v: PROTOCOL_VERSION, runs, draining: this.draining });
   }
 
   private sendNow(message: object): void {

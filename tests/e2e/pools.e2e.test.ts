@@ -82,5 +82,35 @@ for (const provider of PROVIDERS) {
       );
       assert.ok(peak <= 2, `peak concurrency ${peak}`);
     });
+
+    test("a draining agent finishes its run, takes no new work, and exits 0", { skip }, async () => {
+      const agent = await startAgent(server(), { name: "agent-d", pools: ["pool-d"], workDir: project() });
+      await server().api.deployments.upsert.mutate({
+        name: "sleepy-pool-d",
+        flowName: "sleepy",
+        entrypoint: "flows/train.ts",
+        paramsSchema: { type: "object" },
+        workPool: "pool-d",
+      });
+      const first = await server().api.runs.create.mutate({ deployment: "sleepy-pool-d", parameters: { ms: 1_500 } });
+      await waitUntil(
+        "the first run is RUNNING",
+        async () => (await server().api.runs.get.query({ id: first.id })).stateType === "RUNNING",
+      );
+      agent.child.kill("SIGTERM");
+      await agent.waitFor(/draining/);
+      await new Promise((r) => setTimeout(r, 200));
+      const second = await server().api.runs.create.mutate({ deployment: "sleepy-pool-d", parameters: { ms: 10 } });
+      const exit = await agent.exited;
+      assert.equal(exit.code, 0, agent.output());
+      assert.equal((await server().api.runs.get.query({ id: first.id })).stateType, "COMPLETED");
+      const waiting = await server().api.runs.get.query({ id: second.id });
+      assert.equal(waiting.stateType, "SCHEDULED");
+      assert.deepEqual(
+        waiting.states.map((s) => s.type),
+        ["SCHEDULED"],
+        "the new run was never bounced to the draining agent",
+      );
+    });
   });
 }

@@ -5,6 +5,10 @@ import type { WebSocket } from "ws";
 export class AgentConnection {
   /** Runs this agent holds (PENDING, RUNNING, CANCELLING): its used capacity. */
   readonly held = new Set<string>();
+  /** The agent said it is shutting down: no new work for it. */
+  draining = false;
+  /** Answered the last ping (or sent anything) since the one before: the socket is alive. */
+  alive = true;
 
   constructor(
     readonly socket: WebSocket,
@@ -17,7 +21,7 @@ export class AgentConnection {
   ) {}
 
   get free(): number {
-    return this.capacity - this.held.size;
+    return this.draining ? 0 : this.capacity - this.held.size;
   }
 
   get open(): boolean {

@@ -57,9 +57,34 @@ export class AgentHub {
     private readonly options: HubOptions,
   ) {}
 
+  private liveness: NodeJS.Timeout | undefined;
+  private readonly alive = new WeakMap<WebSocket, boolean>();
+
+  /**
+   * Pings every socket once per heartbeat interval and drops those that did not answer the
+   * previous ping: a half-open connection is noticed in two intervals, not at lease expiry.
+   */
+  private checkLiveness(): void {
+    for (const ws of this.sockets) {
+      if (this.alive.get(ws) === false) {
+        ws.terminate();
+        continue;
+      }
+      this.alive.set(ws, false);
+      ws.ping();
+    }
+  }
+
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    if (!this.liveness) {
+      this.liveness = setInterval(() => this.checkLiveness(), this.options.heartbeatIntervalMs);
+      this.liveness.unref();
+    }
     this.wss.handleUpgrade(req, socket, head, (ws) => {
       this.sockets.add(ws);
+      this.alive.set(ws, true);
+      ws.on("pong", () => this.alive.set(ws, true));
+      ws.on("message", () => this.alive.set(ws, true));
       ws.on("close", () => this.sockets.delete(ws));
       ws.on("error", (err) => this.log.debug({ err }, "agent socket error"));
       void this.accept(ws, req);
@@ -72,6 +97,7 @@ export class AgentHub {
   }
 
   async close(): Promise<void> {
+    clearInterval(this.liveness);
     for (const ws of this.sockets) ws.close(CloseCode.goingAway, "control plane shutting down");
     await new Promise<void>((resolve) => this.wss.close(() => resolve()));
   }
@@ -348,6 +374,10 @@ export class AgentHub {
       }),
     ]);
     const revoked = msg.runs.filter((r) => held.get(r.flowRunId) !== r.attempt);
+    if (conn.draining !== msg.draining) {
+      conn.draining = msg.draining;
+      if (!conn.draining) this.dispatcher.kick();
+    }
     conn.send({ type: "heartbeat.ack", v: PROTOCOL_VERSION, revoked });
   }
 }

@@ -87,6 +87,8 @@ export const Heartbeat = z.object({
   type: z.literal("heartbeat"),
   v: Version,
   runs: z.array(RunRef).max(10_000),
+  /** The agent is shutting down: it finishes its runs but takes no new ones. */
+  draining: z.boolean().default(false),
 });
 export type Heartbeat = z.infer<typeof Heartbeat>;
 
