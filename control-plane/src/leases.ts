@@ -2,7 +2,7 @@ import type { Db } from "@ferry/prisma";
 import type { Dispatcher } from "./dispatcher.ts";
 import { HELD_STATES } from "./dispatcher.ts";
 import type { Logger } from "./logger.ts";
-import { proposeFlowRunState } from "./orchestration/flow-runs.ts";
+import { lostRunState, proposeFlowRunState } from "./orchestration/flow-runs.ts";
 
 /**
  * Ends runs whose lease ran out (their agent stopped heartbeating): RUNNING/PENDING become
@@ -48,13 +48,10 @@ export class LeaseReaper {
         take: 500,
       });
       for (const run of expired) {
-        const cancelling = run.stateType === "CANCELLING";
         const outcome = await proposeFlowRunState(this.db, {
           workspaceId: run.workspaceId,
           flowRunId: run.id,
-          state: cancelling
-            ? { type: "CANCELLED", name: "Cancelled", message: "cancelled: the agent stopped responding before confirming" }
-            : { type: "CRASHED", name: "Crashed", message: "lease expired: the agent stopped sending heartbeats" },
+          state: lostRunState(run.stateType, "lease expired: the agent stopped sending heartbeats"),
           proposer: "system",
         });
         if (outcome.result.status === "ACCEPT") {

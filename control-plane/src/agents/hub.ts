@@ -24,7 +24,7 @@ import { scopeAllows } from "../auth/tokens.ts";
 import { type Dispatcher, HELD_STATES } from "../dispatcher.ts";
 import { newId } from "../ids.ts";
 import type { Logger } from "../logger.ts";
-import { proposeFlowRunState } from "../orchestration/flow-runs.ts";
+import { lostRunState, proposeFlowRunState } from "../orchestration/flow-runs.ts";
 import { applyLogs, applyRunEvents } from "../orchestration/run-events.ts";
 import { AgentConnection } from "./connection.ts";
 
@@ -213,13 +213,10 @@ export class AgentHub {
       if (run.stateType === "PENDING") {
         await this.requeue(run.id, run.workspaceId, conn.agentId, run.attempt, "agent reconnected without the run");
       } else {
-        const cancelling = run.stateType === "CANCELLING";
         const outcome = await proposeFlowRunState(this.db, {
           workspaceId: run.workspaceId,
           flowRunId: run.id,
-          state: cancelling
-            ? { type: "CANCELLED", name: "Cancelled", message: `agent ${conn.name} no longer runs it` }
-            : { type: "CRASHED", name: "Crashed", message: `agent ${conn.name} reconnected without this run (it was lost)` },
+          state: lostRunState(run.stateType, `agent ${conn.name} reconnected without this run (it was lost)`),
           proposer: "system",
         });
         if (outcome.requeued) this.dispatcher.kick();

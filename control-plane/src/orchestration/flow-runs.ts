@@ -35,6 +35,16 @@ export function currentState(run: FlowRun): StateProposal {
   };
 }
 
+/**
+ * The state a held run ends in when its agent lost it (lease expired, agent came back
+ * without it): a cancel in progress is complete, anything else crashed.
+ */
+export function lostRunState(stateType: string, crashMessage: string): StateProposal {
+  return stateType === "CANCELLING"
+    ? { type: "CANCELLED", name: "Cancelled", message: "cancelled: the agent stopped the run or lost it before confirming" }
+    : { type: "CRASHED", name: "Crashed", message: crashMessage };
+}
+
 /** Columns that follow from entering a state. */
 function stateColumns(run: FlowRun, state: StateProposal, at: Date) {
   return {
