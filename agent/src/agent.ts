@@ -3,6 +3,7 @@ import {
   AGENT_WS_PATH,
   CloseCode,
   type Hello,
+  isTerminal,
   LIMITS,
   type LogLine,
   type LogRecord,
@@ -15,8 +16,10 @@ import {
   validateMessage,
 } from "@ferry/sdk/protocol";
 import WebSocket from "ws";
+import { type AgentState, openAgentState } from "./agent-state.ts";
 import { Backoff } from "./backoff.ts";
 import { FlowProcess } from "./flow-process.ts";
+import { Journal } from "./journal.ts";
 import { logger } from "./logger.ts";
 
 export const AGENT_VERSION = "0.1.0";
@@ -33,6 +36,14 @@ export interface AgentOptions {
   workDir: string;
   /** Time between SIGTERM and SIGKILL when a flow process is stopped. */
   killGraceMs?: number;
+  /**
+   * Directory for the agent's identity and journal of unacknowledged reports. With it, an
+   * agent that is killed and started again keeps its id and replays what the control plane
+   * has not confirmed. Without it, reports live in memory only.
+   */
+  stateDir?: string;
+  /** Longest wait between reconnect attempts (default 15 s). */
+  reconnectMaxMs?: number;
 }
 
 /** Messages that carry a msgId and stay in the outbox until the control plane acknowledges them. */
@@ -103,7 +114,7 @@ export class Agent {
   private readonly outbox = new Map<number, Reliable>();
   private nextMsgId = 1;
   private readonly runs = new Map<string, ActiveRun>();
-  private readonly backoff = new Backoff();
+  private readonly backoff: Backoff;
   private heartbeat: NodeJS.Timeout | undefined;
   private heartbeatMs = 0;
   private lastHeard = Date.now();
@@ -114,8 +125,53 @@ export class Agent {
   private readonly waiters = new Set<() => void>();
   fatalError: string | undefined;
 
+  private readonly journal: Journal<Reliable> | undefined;
+  private readonly state: AgentState | undefined;
+
   constructor(private readonly options: AgentOptions) {
-    this.agentId = options.agentId ?? randomUUID();
+    this.backoff = new Backoff(250, options.reconnectMaxMs ?? 15_000);
+    if (options.stateDir) {
+      this.state = openAgentState(options.stateDir, options.agentId);
+      this.agentId = this.state.agentId;
+      this.journal = new Journal<Reliable>(options.stateDir);
+      this.recover(this.journal);
+    } else {
+      this.agentId = options.agentId ?? randomUUID();
+    }
+  }
+
+  /**
+   * After a restart: everything journaled but not acknowledged goes back in the outbox.
+   * A run with reports but no final state was running when the agent died; its flow
+   * process died with it, so the agent reports it CRASHED (the control plane's rules and
+   * retries take it from there).
+   */
+  private recover(journal: Journal<Reliable>): void {
+    this.nextMsgId = journal.lastMsgId + 1;
+    const owed = new Map<string, RunRef>();
+    const ended = new Set<string>();
+    for (const [msgId, message] of journal.pending) {
+      this.outbox.set(msgId, message);
+      owed.set(`${message.flowRunId}:${message.attempt}`, { flowRunId: message.flowRunId, attempt: message.attempt });
+      if (message.type === "state.propose" && isTerminal(message.state.type))
+        ended.add(`${message.flowRunId}:${message.attempt}`);
+    }
+    for (const [key, ref] of owed) {
+      if (ended.has(key)) continue;
+      this.enqueue({
+        type: "state.propose",
+        v: PROTOCOL_VERSION,
+        eventId: randomUUID(),
+        ...ref,
+        state: {
+          type: "CRASHED",
+          name: "Crashed",
+          message: "the agent restarted while this run was executing; its flow process was lost",
+        },
+        timestamp: new Date().toISOString(),
+      });
+    }
+    if (owed.size) this.log.warn({ runs: owed.size, reports: this.outbox.size }, "replaying the journal");
   }
 
   get status(): AgentStatus {
@@ -150,6 +206,8 @@ export class Agent {
     clearInterval(this.heartbeat);
     clearTimeout(this.reconnectTimer);
     this.ws?.close(CloseCode.normal, "agent stopping");
+    this.journal?.close();
+    this.state?.release();
     this.notify();
   }
 
@@ -194,7 +252,7 @@ export class Agent {
         capacity: this.options.capacity,
         labels: this.options.labels ?? {},
         version: AGENT_VERSION,
-        inFlight: [...this.runs.values()].filter((r) => !r.revoked).map((r) => r.ref),
+        inFlight: this.inFlight(),
       };
       ws.send(JSON.stringify(hello));
     });
@@ -221,6 +279,8 @@ export class Agent {
       this.log.error({ code, reason }, "connection refused; not reconnecting");
       for (const run of this.runs.values()) run.process.kill();
       this.stopping = true;
+      this.journal?.close();
+      this.state?.release();
       this.notify();
       return;
     }
@@ -273,7 +333,7 @@ export class Agent {
           setTimeout(() => this.outbox.has(msg.msgId) && this.transmit(sent), 1_000).unref();
           return;
         }
-        this.outbox.delete(msg.msgId);
+        this.acknowledged(msg.msgId);
         if (!msg.ok) this.log.warn({ msgId: msg.msgId, error: msg.error, type: sent.type }, "control plane refused a report");
         if (sent.type === "state.propose" && msg.orchestration?.status === "REJECT")
           this.onRejectedState(sent.flowRunId, sent.attempt);
@@ -292,6 +352,18 @@ export class Agent {
         this.log.warn({ msg: unreachable }, "unhandled message");
       }
     }
+  }
+
+  /**
+   * Runs this agent still answers for: those it executes, and those it owes reports for
+   * (e.g. a run that finished while the agent was disconnected, or before it restarted).
+   * The control plane keeps them held until those reports are replayed.
+   */
+  private inFlight(): RunRef[] {
+    const refs = new Map<string, RunRef>();
+    for (const r of this.runs.values()) if (!r.revoked) refs.set(`${r.ref.flowRunId}:${r.ref.attempt}`, r.ref);
+    for (const m of this.outbox.values()) refs.set(`${m.flowRunId}:${m.attempt}`, { flowRunId: m.flowRunId, attempt: m.attempt });
+    return [...refs.values()];
   }
 
   private sendHeartbeat(): void {
@@ -316,8 +388,14 @@ export class Agent {
 
   private enqueue(message: Unsent): void {
     const full: Reliable = { ...message, msgId: this.nextMsgId++ };
+    this.journal?.put(full.msgId, full);
     this.outbox.set(full.msgId, full);
     this.transmit(full);
+  }
+
+  private acknowledged(msgId: number): void {
+    this.outbox.delete(msgId);
+    this.journal?.ack(msgId);
   }
 
   // ---- runs ------------------------------------------------------------------------------

@@ -1,10 +1,11 @@
 import { hostname } from "node:os";
-import { resolve } from "node:path";
+import { join, resolve } from "node:path";
 import { Agent } from "@ferry/agent";
 import { Scope, startControlPlane } from "@ferry/control-plane";
 import { createFerryClient } from "@ferry/control-plane/client";
 import { openDatabase } from "@ferry/prisma";
 import { toMs } from "@ferry/sdk";
+import { StateType } from "@ferry/sdk/protocol";
 import { Command, Option } from "commander";
 import { z } from "zod";
 import { discoverDeployments } from "./commands/deploy.ts";
@@ -16,14 +17,24 @@ import { formatLogLine, printJson, printTable } from "./output.ts";
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 
 const Port = z.coerce.number().int().min(0).max(65_535);
-const DurationFlag = z.string().refine((s) => {
+/** A duration flag ("30s", "5m", "2h", or milliseconds), parsed to milliseconds. */
+const DurationFlag = z.string().transform((text, ctx) => {
   try {
-    toMs(s as never);
-    return true;
-  } catch {
-    return false;
+    return toMs(text);
+  } catch (err) {
+    ctx.addIssue({ code: "custom", message: err instanceof Error ? err.message : "invalid duration" });
+    return z.NEVER;
   }
-}, "expected a duration such as 30s, 5m, 2h");
+});
+/** `--retention`: how long finished runs are kept, or "0" to keep them forever; at least 1h, so "30m" is never meant as 30 days. */
+const RetentionFlag = z.string().transform((text, ctx) => {
+  if (text.trim() === "0") return 0;
+  const parsed = DurationFlag.safeParse(text);
+  if (parsed.success && parsed.data >= 3_600_000) return parsed.data;
+  const problem = parsed.success ? "must be at least 1h" : (parsed.error.issues[0]?.message ?? "invalid duration");
+  ctx.addIssue({ code: "custom", message: `${problem} (or 0 to keep finished runs forever)` });
+  return z.NEVER;
+});
 
 function client(flags: { api?: string; token?: string }) {
   const { apiUrl, token } = apiConfig(flags);
@@ -75,12 +86,30 @@ export function buildProgram(): Command {
     .option("--web-port <port>", "web app port (0 disables the web app)", "3000")
     .option("--database-url <url>", "database (env FERRY_DATABASE_URL; default .ferry/ferry.db)")
     .option("--no-examples", "do not deploy the example flows")
+    .option(
+      "--retention <duration>",
+      "delete finished runs, their states and logs this long after they end (0 keeps them)",
+      "30d",
+    )
     .action(async (flags) => {
       const f = parseFlags(
-        z.object({ port: Port, webPort: Port, databaseUrl: z.string().optional(), examples: z.boolean() }),
+        z.object({
+          port: Port,
+          webPort: Port,
+          databaseUrl: z.string().optional(),
+          examples: z.boolean(),
+          retention: RetentionFlag,
+        }),
         flags,
       );
-      await runDev({ port: f.port, webPort: f.webPort, databaseUrl: databaseUrl(f.databaseUrl), examples: f.examples });
+      const dev = {
+        port: f.port,
+        webPort: f.webPort,
+        databaseUrl: databaseUrl(f.databaseUrl),
+        examples: f.examples,
+        retention: { maxAgeMs: f.retention },
+      };
+      await runDev(dev);
     });
 
   const server = program.command("server").description("the control plane");
@@ -93,6 +122,11 @@ export function buildProgram(): Command {
     .option("--heartbeat <duration>", "agent heartbeat interval", "5s")
     .option("--lease <duration>", "run lease duration", "15s")
     .option("--cors-origin <origin>", "allow browser calls from this origin (repeatable)", collect)
+    .option(
+      "--retention <duration>",
+      "delete finished runs, their states and logs this long after they end (0 keeps them)",
+      "30d",
+    )
     .action(async (flags) => {
       const f = parseFlags(
         z.object({
@@ -102,11 +136,12 @@ export function buildProgram(): Command {
           heartbeat: DurationFlag,
           lease: DurationFlag,
           corsOrigin: z.array(z.url()).optional(),
+          retention: RetentionFlag,
         }),
         flags,
       );
-      const heartbeatIntervalMs = toMs(f.heartbeat as never);
-      const leaseMs = toMs(f.lease as never);
+      const heartbeatIntervalMs = f.heartbeat;
+      const leaseMs = f.lease;
       if (leaseMs <= heartbeatIntervalMs) throw new CliError("--lease must be longer than --heartbeat");
       const cp = await startControlPlane({
         databaseUrl: databaseUrl(f.databaseUrl),
@@ -115,6 +150,7 @@ export function buildProgram(): Command {
         heartbeatIntervalMs,
         leaseMs,
         ...(f.corsOrigin ? { corsOrigins: f.corsOrigin } : {}),
+        retention: { maxAgeMs: f.retention },
       });
       process.stdout.write(`Ferry control plane listening on ${cp.url}\n`);
       if (cp.bootstrapToken) {
@@ -141,8 +177,10 @@ export function buildProgram(): Command {
     .option("--name <name>", "agent name", hostname())
     .option("--label <key=value>", "label (repeatable)", collect)
     .option("--work-dir <dir>", "directory deployment entrypoints are relative to", ".")
-    .option("--agent-id <id>", "stable agent id (default: random per start)")
+    .option("--agent-id <id>", "agent id (default: kept in the state directory)")
+    .option("--state-dir <dir>", "where the agent keeps its id and journal (default: <work-dir>/.ferry/agents/<name>)")
     .option("--drain-timeout <duration>", "on SIGTERM/SIGINT, time to let running flows finish", "30s")
+    .option("--reconnect-max <duration>", "longest wait between reconnect attempts", "15s")
     .action(async (flags) => {
       const f = parseFlags(
         z.object({
@@ -152,7 +190,9 @@ export function buildProgram(): Command {
           label: z.array(z.string().regex(/^[^=]+=.*$/, "expected key=value")).optional(),
           workDir: z.string(),
           agentId: z.string().min(1).max(100).optional(),
+          stateDir: z.string().min(1).optional(),
           drainTimeout: DurationFlag,
+          reconnectMax: DurationFlag,
           api: z.string().optional(),
           token: z.string().optional(),
         }),
@@ -168,13 +208,15 @@ export function buildProgram(): Command {
         capacity: f.concurrency,
         labels,
         workDir: resolve(f.workDir),
+        reconnectMaxMs: f.reconnectMax,
+        stateDir: resolve(f.stateDir ?? join(f.workDir, ".ferry", "agents", f.name.replace(/[^A-Za-z0-9_.-]/g, "_"))),
         ...(f.agentId ? { agentId: f.agentId } : {}),
       });
       a.start();
       process.stdout.write(
         `Ferry agent ${f.name} serving pools ${(f.pool ?? ["default"]).join(", ")} (concurrency ${f.concurrency})\n`,
       );
-      const drainMs = toMs(f.drainTimeout as never);
+      const drainMs = f.drainTimeout;
       const shutdown = async () => {
         process.stdout.write("agent: draining\n");
         await a.stop(drainMs);
@@ -234,12 +276,15 @@ export function buildProgram(): Command {
     .option("--limit <n>", "how many", "20")
     .action(async (flags) => {
       const f = parseFlags(
-        z.object({ limit: z.coerce.number().int().min(1).max(500), state: z.array(z.string()).optional() }),
+        z.object({
+          limit: z.coerce.number().int().min(1).max(500),
+          state: z.array(z.preprocess((v) => (typeof v === "string" ? v.toUpperCase() : v), StateType)).optional(),
+        }),
         flags,
       );
       const page = await client(flags).runs.list.query({
         limit: f.limit,
-        ...(f.state ? { state: f.state.map((s) => s.toUpperCase()) as never } : {}),
+        ...(f.state ? { state: f.state } : {}),
         ...(flags.deployment ? { deployment: flags.deployment } : {}),
       });
       if (flags.json) return printJson(page);
@@ -316,7 +361,7 @@ export function buildProgram(): Command {
       const created = await client(flags).tokens.create.mutate({
         name: f.name,
         scopes,
-        ...(f.expiresIn ? { expiresInSeconds: Math.ceil(toMs(f.expiresIn as never) / 1000) } : {}),
+        ...(f.expiresIn ? { expiresInSeconds: Math.ceil(f.expiresIn / 1000) } : {}),
       });
       if (flags.json) return printJson(created);
       process.stdout.write(

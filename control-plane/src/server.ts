@@ -13,6 +13,7 @@ import { Dispatcher } from "./dispatcher.ts";
 import { LeaseReaper } from "./leases.ts";
 import { logger } from "./logger.ts";
 import { ParamsValidator } from "./params.ts";
+import { RetentionJob } from "./retention.ts";
 import { appRouter } from "./router.ts";
 import { type CreatedToken, createWorkspace, sessionKey } from "./workspace.ts";
 
@@ -28,6 +29,8 @@ export interface ControlPlaneOptions {
   leaseSweepMs?: number;
   /** Origins allowed to call the API from a browser (the web app). */
   corsOrigins?: string[];
+  /** Deletion of finished runs (with their states and logs) older than `maxAgeMs` (default 30 days; 0 keeps them forever). */
+  retention?: { maxAgeMs?: number; periodMs?: number };
 }
 
 export interface ControlPlane {
@@ -61,6 +64,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   });
   const services: Services = { db, auth, dispatcher, hub, params: new ParamsValidator() };
   const reaper = new LeaseReaper(db, dispatcher, logger.child({ component: "leases" }), options.leaseSweepMs ?? 1_000);
+  const retention = new RetentionJob(db, logger.child({ component: "retention" }), options.retention);
 
   const app = new Hono();
   app.use("/trpc/*", cors({ origin: options.corsOrigins ?? [], credentials: true }));
@@ -106,6 +110,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   const url = `http://${host.includes(":") ? `[${host}]` : host}:${address.port}`;
   reaper.start(leaseMs);
   dispatcher.kick();
+  retention.start();
   log.info({ url, database: database.provider }, "control plane listening");
 
   return {
@@ -117,6 +122,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     async close() {
       reaper.stop();
       dispatcher.stop();
+      await retention.stop();
       await hub.close();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());

@@ -4,7 +4,8 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { cpSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { type AddressInfo, connect, createServer, type Server as NetServer, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { after, before } from "node:test";
@@ -161,10 +162,13 @@ export function removeDir(dir: string): void {
 
 export interface Server {
   url: string;
+  port: number;
   adminToken: string;
   proc: Proc;
   api: FerryClient;
   env: Record<string, string>;
+  databaseUrl: string;
+  args: string[];
 }
 
 export async function startServer(databaseUrl: string, extra: string[] = []): Promise<Server> {
@@ -173,11 +177,98 @@ export async function startServer(databaseUrl: string, extra: string[] = []): Pr
   const [, adminToken] = (await proc.waitFor(/shown once, keep it safe\):\n\s+(fry_\S+)/)) as unknown as [string, string];
   return {
     url,
+    port: Number(new URL(url).port),
     adminToken,
     proc,
     api: createFerryClient(url, adminToken),
     env: { FERRY_API_URL: url, FERRY_API_TOKEN: adminToken },
+    databaseUrl,
+    args: extra,
   };
+}
+
+/** Starts the control plane again on the same port and database (after a kill). */
+export async function restartServer(server: Server): Promise<Server> {
+  const proc = spawnFerry([
+    "server",
+    "start",
+    "--port",
+    String(server.port),
+    "--database-url",
+    server.databaseUrl,
+    ...server.args,
+  ]);
+  await proc.waitFor(/listening on (http:\/\/\S+)/);
+  server.proc = proc;
+  return server;
+}
+
+/**
+ * A TCP proxy between an agent and the control plane whose connections a test can cut,
+ * refusing new ones for a while: a network partition on one machine.
+ */
+export class TcpProxy {
+  private readonly sockets = new Set<Socket>();
+  private readonly server: NetServer;
+  private refuseUntil = 0;
+  port = 0;
+
+  constructor(private readonly targetPort: number) {
+    this.server = createServer((client) => {
+      if (Date.now() < this.refuseUntil) {
+        client.destroy();
+        return;
+      }
+      const upstream = connect(this.targetPort, "127.0.0.1");
+      for (const [a, b] of [
+        [client, upstream],
+        [upstream, client],
+      ] as const) {
+        this.sockets.add(a);
+        a.on("error", () => b.destroy());
+        a.on("close", () => {
+          this.sockets.delete(a);
+          b.destroy();
+        });
+        a.pipe(b);
+      }
+    });
+  }
+
+  async start(): Promise<string> {
+    await new Promise<void>((res) => this.server.listen(0, "127.0.0.1", () => res()));
+    this.port = (this.server.address() as AddressInfo).port;
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  /** Drops every open connection and refuses new ones for `ms`. */
+  cut(ms: number): void {
+    this.refuseUntil = Date.now() + ms;
+    for (const s of this.sockets) s.destroy();
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.sockets) s.destroy();
+    await new Promise<void>((res) => this.server.close(() => res()));
+  }
+}
+
+/** Flow processes alive on this machine, found by the FERRY_FLOW_RUN_ID the agent gives them. */
+export function flowProcesses(): { pid: number; flowRunId: string }[] {
+  const found: { pid: number; flowRunId: string }[] = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const env = readFileSync(`/proc/${entry}/environ`, "utf8");
+      const match = /(?:^|\0)FERRY_FLOW_RUN_ID=([^\0]+)/.exec(env);
+      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+      const zombie = / Z /.test(stat.slice(stat.lastIndexOf(")")));
+      if (match?.[1] && !zombie) found.push({ pid: Number(entry), flowRunId: match[1] });
+    } catch {
+      // the process ended while we looked
+    }
+  }
+  return found;
 }
 
 export async function createToken(server: Server, scopes: ("agent" | "read" | "write" | "admin")[], name = scopes.join("-")) {
@@ -186,10 +277,32 @@ export async function createToken(server: Server, scopes: ("agent" | "read" | "w
 
 export async function startAgent(
   server: Server,
-  options: { name: string; pools?: string[]; workDir: string; concurrency?: number; token?: string },
+  options: {
+    name: string;
+    pools?: string[];
+    workDir: string;
+    concurrency?: number;
+    token?: string;
+    /** Connect here instead of the server's URL (e.g. through a TcpProxy). */
+    apiUrl?: string;
+    extra?: string[];
+  },
 ): Promise<Proc> {
   const token = options.token ?? (await createToken(server, ["agent"], `agent-${options.name}`)).secret;
-  const args = ["agent", "start", "--api", server.url, "--token", token, "--name", options.name, "--work-dir", options.workDir];
+  const api = options.apiUrl ?? server.url;
+  const args = [
+    "agent",
+    "start",
+    "--api",
+    api,
+    "--token",
+    token,
+    "--name",
+    options.name,
+    "--work-dir",
+    options.workDir,
+    ...(options.extra ?? []),
+  ];
   for (const p of options.pools ?? ["default"]) args.push("--pool", p);
   args.push("--concurrency", String(options.concurrency ?? 4));
   const proc = spawnFerry(args);
@@ -220,13 +333,18 @@ export interface Suite {
  * `provider` and a control plane on it, then run `setup` (agents, deployments). Everything
  * is stopped and deleted afterwards. The returned object is filled in by the before hook.
  */
-export function useServer(provider: Provider, skip: string | undefined, setup?: (suite: Suite) => Promise<void>): Suite {
+export function useServer(
+  provider: Provider,
+  skip: string | undefined,
+  setup?: (suite: Suite) => Promise<void>,
+  options: { fixtures?: string; serverArgs?: string[] } = {},
+): Suite {
   const suite = {} as Suite;
   before(async () => {
     if (skip) return;
-    suite.project = makeProject();
+    suite.project = makeProject(options.fixtures);
     suite.database = await createDatabase(provider, suite.project);
-    suite.server = await startServer(suite.database.url);
+    suite.server = await startServer(suite.database.url, options.serverArgs);
     await setup?.(suite);
   });
   after(async () => {
@@ -238,8 +356,8 @@ export function useServer(provider: Provider, skip: string | undefined, setup?: 
   return suite;
 }
 
-/** Deploys the fixture flows (flows/train.ts) of a suite's project. */
-export async function deployFixtures(suite: Suite, extra: string[] = []): Promise<void> {
-  const deployed = await ferry(["deploy", "flows/train.ts", ...extra], { cwd: suite.project, env: suite.server.env });
+/** Deploys fixture flows of a suite's project (default flows/train.ts). */
+export async function deployFixtures(suite: Suite, extra: string[] = [], file = "flows/train.ts"): Promise<void> {
+  const deployed = await ferry(["deploy", file, ...extra], { cwd: suite.project, env: suite.server.env });
   if (deployed.code !== 0) throw new Error(`ferry deploy failed:\n${deployed.output}`);
 }

@@ -3,7 +3,7 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join, resolve } from "node:path";
 import { Agent } from "@ferry/agent";
-import { createToken, startControlPlane } from "@ferry/control-plane";
+import { type ControlPlaneOptions, createToken, startControlPlane } from "@ferry/control-plane";
 import { createFerryClient } from "@ferry/control-plane/client";
 import { readLocalConfig, stateDir, writeLocalConfig } from "../config.ts";
 import { discoverDeployments } from "./deploy.ts";
@@ -13,6 +13,7 @@ export interface DevOptions {
   webPort: number;
   databaseUrl: string;
   examples: boolean;
+  retention?: ControlPlaneOptions["retention"];
 }
 
 const EXAMPLES = ["examples/ml-pipeline/pipeline.ts"];
@@ -28,6 +29,7 @@ export async function runDev(options: DevOptions): Promise<void> {
     databaseUrl: options.databaseUrl,
     port: options.port,
     corsOrigins: [`http://127.0.0.1:${options.webPort}`, `http://localhost:${options.webPort}`],
+    ...(options.retention ? { retention: options.retention } : {}),
   });
   const { db } = cp.services;
   const workspace = await db.workspace.findUniqueOrThrow({ where: { slug: "default" } });
@@ -56,7 +58,7 @@ export async function runDev(options: DevOptions): Promise<void> {
     pools: ["default"],
     capacity: 4,
     workDir: cwd,
-    agentId: `local-${workspace.id}`,
+    stateDir: join(stateDir(cwd), "agents", "local"),
   });
   agent.start();
 

@@ -38,6 +38,21 @@ export interface HubOptions {
 
 /** Messages queued per connection before it is closed for flooding. */
 const MAX_QUEUED = 10_000;
+/**
+ * Bytes of frames waiting on one connection above which the hub stops reading from its socket
+ * (TCP then holds the sender back): a burst of frames near the size limit cannot pile up in memory.
+ */
+const MAX_QUEUED_BYTES = 2 * LIMITS.maxFrameBytes;
+
+/** A msgId an `ack` can echo: the schema's (a non-negative safe integer), else the answer is an `error` frame. */
+function isMsgId(value: unknown): value is number {
+  return typeof value === "number" && Number.isSafeInteger(value) && value >= 0;
+}
+
+function byteSize(data: RawData): number {
+  if (Array.isArray(data)) return data.reduce((n, b) => n + b.length, 0);
+  return data instanceof ArrayBuffer ? data.byteLength : data.length;
+}
 
 /**
  * The agent side of the control plane: accepts agent WebSockets, authenticates them,
@@ -239,7 +254,7 @@ export class AgentHub {
     message: string,
   ): Promise<void> {
     const now = new Date();
-    await this.db.$transaction(async (tx) => {
+    const requeued = await this.db.$transaction(async (tx) => {
       const updated = await tx.flowRun.updateMany({
         where: { id: flowRunId, agentId, attempt, stateType: "PENDING" },
         data: {
@@ -266,8 +281,11 @@ export class AgentHub {
           },
         });
       }
+      return updated.count === 1;
     });
-    this.dispatcher.release(agentId, flowRunId);
+    // Only a run that went back to the queue frees the agent's slot: a reject naming another
+    // attempt (or a run that already started) must not let the dispatcher exceed its capacity.
+    if (requeued) this.dispatcher.release(agentId, flowRunId);
   }
 
   internalError(err: unknown): void {
@@ -383,7 +401,9 @@ export class HelloError extends Error {}
 
 /** WebSocket close reasons are limited to 123 bytes of UTF-8; longer ones make `close` throw. */
 export function closeReason(text: string): string {
-  let out = text;
+  // A character is at least one byte: cut to 123 characters first, or trimming one character
+  // at a time is quadratic (minutes of blocked event loop for a reason of a few megabytes).
+  let out = text.slice(0, 123);
   while (Buffer.byteLength(out) > 123) out = out.slice(0, -1);
   return out;
 }
@@ -402,6 +422,7 @@ class AgentSession {
   private conn: AgentConnection | undefined;
   private queue: Promise<void> = Promise.resolve();
   private queued = 0;
+  private queuedBytes = 0;
   private readonly helloTimer: NodeJS.Timeout;
 
   constructor(
@@ -423,11 +444,20 @@ class AgentSession {
       this.ws.close(CloseCode.policyViolation, "too many unprocessed messages");
       return;
     }
+    const bytes = byteSize(data);
+    this.queuedBytes += bytes;
+    if (this.queuedBytes > MAX_QUEUED_BYTES && !this.ws.isPaused) this.ws.pause();
     this.queue = this.queue
+      // One frame per turn of the event loop: with a synchronous driver (better-sqlite3) a
+      // backlog of thousands of frames would otherwise run as one chain of microtasks and keep
+      // every other connection and API request waiting until it is done.
+      .then(() => new Promise<void>((resolve) => setImmediate(resolve)))
       .then(() => this.process(data, isBinary))
-      .catch(() => {})
+      .catch((err: unknown) => this.hub.internalError(err))
       .finally(() => {
         this.queued--;
+        this.queuedBytes -= bytes;
+        if (this.ws.isPaused && this.queuedBytes <= MAX_QUEUED_BYTES) this.ws.resume();
       });
   }
 
@@ -452,8 +482,7 @@ class AgentSession {
     } catch {
       return refuse("message is not valid JSON");
     }
-    const msgId =
-      typeof raw === "object" && raw !== null && "msgId" in raw && Number.isInteger(raw.msgId) ? Number(raw.msgId) : undefined;
+    const msgId = typeof raw === "object" && raw !== null && "msgId" in raw && isMsgId(raw.msgId) ? raw.msgId : undefined;
     if (!this.conn) {
       const hello = validateMessage(HelloSchema, raw);
       if (!hello.ok) {

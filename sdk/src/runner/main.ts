@@ -129,4 +129,9 @@ process.on("SIGTERM", () => {
   const deadline = new Promise((r) => setTimeout(r, 2_000));
   void Promise.race([flushed, deadline]).finally(() => process.exit(143));
 });
+// The agent is gone (killed, crashed): a flow process never outlives it as an orphan.
+process.on("disconnect", () => {
+  abort.abort(new Error("the agent went away"));
+  process.exit(137);
+});
 void send({ type: "ready", v: PROTOCOL_VERSION });
