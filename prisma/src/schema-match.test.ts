@@ -43,6 +43,8 @@ import {
 const PG_ADMIN_URL = process.env.FERRY_TEST_POSTGRES_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
 const REQUIRE_POSTGRES = process.env.FERRY_REQUIRE_POSTGRES === "1";
 const INIT = "20261126000000_init";
+/** Every migration, in order; both providers must have the same ones. */
+const ALL = readMigrations(migrationsDirectory("sqlite")).map((m) => m.name);
 
 const scratch = mkdtempSync(join(tmpdir(), "ferry-prisma-test-"));
 after(() => rmSync(scratch, { recursive: true, force: true }));
@@ -283,6 +285,11 @@ async function roundTripEveryModel(db: Db): Promise<string[]> {
       connectedAt: at,
     },
   });
+  await db.workPool.create({ data: { id: "pool_1", ...common, name: "gpu", concurrencyLimit: 2 } });
+  await db.tagLimit.create({ data: { id: "limit_1", ...common, tag: "gpu", maxConcurrent: 2 } });
+  await db.concurrencySlot.create({
+    data: { id: "slot_1", ...common, tag: "gpu", taskRunId: "task_1", flowRunId: "run_1", attempt: 1 },
+  });
 
   // Defaults and DateTime mapping.
   assert.ok(workspace.createdAt instanceof Date);
@@ -328,6 +335,21 @@ async function roundTripEveryModel(db: Db): Promise<string[]> {
     ).flowRunId,
     "run_1",
   );
+  assert.equal((await db.deployment.findUniqueOrThrow({ where: { id: "dep_1" } })).collisionStrategy, "ENQUEUE");
+  assert.equal(
+    (await db.workPool.findUniqueOrThrow({ where: { workspaceId_name: { workspaceId, name: "gpu" } } })).concurrencyLimit,
+    2,
+  );
+  assert.equal(
+    (await db.tagLimit.findUniqueOrThrow({ where: { workspaceId_tag: { workspaceId, tag: "gpu" } } })).maxConcurrent,
+    2,
+  );
+  await assert.rejects(
+    db.concurrencySlot.create({
+      data: { id: "slot_2", ...common, tag: "gpu", taskRunId: "task_1", flowRunId: "run_1", attempt: 1 },
+    }),
+    (error: { code?: string }) => error.code === "P2002",
+  );
   const agent = await db.agent.findUniqueOrThrow({ where: { id: "agent_1" } });
   assert.equal(agent.connectedAt?.getTime(), at.getTime());
   assert.equal(agent.capacity, 4);
@@ -351,11 +373,17 @@ async function roundTripEveryModel(db: Db): Promise<string[]> {
     db.taskRunEdge.count(),
     db.log.count(),
     db.agent.count(),
+    db.workPool.count(),
+    db.tagLimit.count(),
+    db.concurrencySlot.count(),
   ]);
-  assert.deepEqual(counts, [0, 0, 0, 0, 0, 0, 0, 0, 0]);
+  assert.deepEqual(counts, [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
   assert.equal(await db.setting.count(), 1);
 
   return [
+    "WorkPool",
+    "TagLimit",
+    "ConcurrencySlot",
     "Workspace",
     "ApiToken",
     "Setting",
@@ -406,7 +434,7 @@ describe("SQLite", () => {
   test("the migrated database matches schema.prisma", async () => {
     const db = freshDatabase();
     try {
-      assert.deepEqual(await migrate({ provider: "sqlite", database: db }), { applied: [INIT] });
+      assert.deepEqual(await migrate({ provider: "sqlite", database: db }), { applied: ALL });
       const expected = expectedShape(datamodel, "sqlite");
       assert.equal(expected.length, datamodel.models.length);
       assertMatches(describeSqlite(db), expected);
@@ -425,8 +453,8 @@ describe("SQLite", () => {
       assert.deepEqual(columns(db), columns(reference));
       reference.close();
       const rows = db.prepare("SELECT * FROM _prisma_migrations").all() as Record<string, unknown>[];
-      assert.equal(rows.length, 1);
-      const row = rows[0] ?? {};
+      assert.equal(rows.length, ALL.length);
+      const row = rows.find((r) => r.migration_name === INIT) ?? {};
       const file = readMigrations(migrationsDirectory("sqlite")).find((m) => m.name === INIT);
       assert.equal(row.migration_name, INIT);
       assert.equal(row.checksum, file?.checksum);
@@ -447,7 +475,7 @@ describe("SQLite", () => {
       await migrate({ provider: "sqlite", database: db });
       const shape = describeSqlite(db);
       assert.deepEqual(await migrate({ provider: "sqlite", database: db }), { applied: [] });
-      assert.equal(db.prepare("SELECT count(*) AS n FROM _prisma_migrations").pluck().get(), 1);
+      assert.equal(db.prepare("SELECT count(*) AS n FROM _prisma_migrations").pluck().get(), ALL.length);
       assert.deepEqual(describeSqlite(db), shape);
     } finally {
       db.close();
@@ -481,7 +509,7 @@ describe("SQLite", () => {
         /20261127000000_broken failed: no such table/,
       );
       assert.equal(db.prepare("SELECT count(*) FROM sqlite_master WHERE name = 'Half'").pluck().get(), 0);
-      assert.deepEqual(db.prepare("SELECT migration_name FROM _prisma_migrations").pluck().all(), [INIT]);
+      assert.deepEqual(db.prepare("SELECT migration_name FROM _prisma_migrations").pluck().all(), ALL);
       writeFileSync(join(dir, broken, "migration.sql"), 'CREATE TABLE "Half" ("id" TEXT NOT NULL PRIMARY KEY);\n');
       assert.deepEqual(await migrate({ provider: "sqlite", database: db, migrationsDir: dir }), { applied: [broken] });
       assert.equal(db.pragma("foreign_keys", { simple: true }), 1, "foreign key enforcement is restored");
@@ -503,7 +531,7 @@ describe("SQLite", () => {
     `;
     const results = await Promise.all([runInProcess(script, [file]), runInProcess(script, [file])]);
     const applied = results.map((out) => (JSON.parse(out) as { applied: string[] }).applied);
-    assert.deepEqual(applied.flat(), [INIT], `applied: ${JSON.stringify(applied)}`);
+    assert.deepEqual(applied.flat(), ALL, `applied: ${JSON.stringify(applied)}`);
     const db = new Database(file);
     try {
       assertMatches(describeSqlite(db), expectedShape(datamodel, "sqlite"));
@@ -619,7 +647,7 @@ describe("PostgreSQL", () => {
     if (!url) return;
     const client = await connect(url);
     try {
-      assert.deepEqual(await migrate({ provider: "postgresql", client }), { applied: [INIT] });
+      assert.deepEqual(await migrate({ provider: "postgresql", client }), { applied: ALL });
       const expected = expectedShape(datamodel, "postgresql");
       assert.equal(expected.length, datamodel.models.length);
       assertMatches(await describePostgres(client), expected);
@@ -653,9 +681,10 @@ describe("PostgreSQL", () => {
       );
       const { rows } = await client.query("SELECT * FROM _prisma_migrations");
       const file = readMigrations(migrationsDirectory("postgresql")).find((m) => m.name === INIT);
-      assert.equal(rows.length, 1);
-      assert.equal(rows[0].migration_name, INIT);
-      assert.equal(rows[0].checksum, file?.checksum);
+      assert.equal(rows.length, ALL.length);
+      const initRow = rows.find((r: { migration_name: string }) => r.migration_name === INIT);
+      assert.equal(initRow?.migration_name, INIT);
+      assert.equal(initRow?.checksum, file?.checksum);
       assert.equal(rows[0].applied_steps_count, 1);
       assert.ok(rows[0].finished_at instanceof Date && rows[0].finished_at >= rows[0].started_at);
     } finally {
@@ -674,7 +703,7 @@ describe("PostgreSQL", () => {
       assert.deepEqual(await migrate({ provider: "postgresql", client }), { applied: [] });
       assert.deepEqual(await migrate({ provider: "postgresql", client: pool }), { applied: [] });
       assert.equal(pool.idleCount, pool.totalCount, "the pool connection was released");
-      assert.equal((await client.query("SELECT count(*)::int AS n FROM _prisma_migrations")).rows[0].n, 1);
+      assert.equal((await client.query("SELECT count(*)::int AS n FROM _prisma_migrations")).rows[0].n, ALL.length);
       assert.deepEqual(await describePostgres(client), shape);
       const locks = await client.query("SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory'");
       assert.equal(locks.rows[0].n, 0, "the advisory lock was released");
@@ -715,7 +744,10 @@ describe("PostgreSQL", () => {
         /20261127000000_broken failed: relation "NoSuchTable" does not exist/,
       );
       assert.equal((await client.query("SELECT to_regclass('\"Half\"') AS t")).rows[0].t, null);
-      assert.deepEqual((await client.query("SELECT migration_name FROM _prisma_migrations")).rows, [{ migration_name: INIT }]);
+      assert.deepEqual(
+        (await client.query("SELECT migration_name FROM _prisma_migrations ORDER BY started_at")).rows,
+        ALL.map((migration_name) => ({ migration_name })),
+      );
       writeFileSync(join(dir, broken, "migration.sql"), 'CREATE TABLE "Half" ("id" TEXT NOT NULL);\n');
       assert.deepEqual(await migrate({ provider: "postgresql", client, migrationsDir: dir }), { applied: [broken] });
     } finally {
@@ -738,7 +770,7 @@ describe("PostgreSQL", () => {
     `;
     const results = await Promise.all([runInProcess(script, [url]), runInProcess(script, [url]), runInProcess(script, [url])]);
     const applied = results.map((out) => (JSON.parse(out) as { applied: string[] }).applied);
-    assert.deepEqual(applied.flat(), [INIT], `applied: ${JSON.stringify(applied)}`);
+    assert.deepEqual(applied.flat(), ALL, `applied: ${JSON.stringify(applied)}`);
     const client = await connect(url);
     try {
       assertMatches(await describePostgres(client), expectedShape(datamodel, "postgresql"));
@@ -756,7 +788,7 @@ describe("PostgreSQL", () => {
       await holder.query("SELECT pg_advisory_lock(72707369)");
       await assert.rejects(migrate({ provider: "postgresql", client, lockTimeoutMs: 300 }), /could not take the migration lock/);
       await holder.query("SELECT pg_advisory_unlock(72707369)");
-      assert.deepEqual(await migrate({ provider: "postgresql", client }), { applied: [INIT] });
+      assert.deepEqual(await migrate({ provider: "postgresql", client }), { applied: ALL });
     } finally {
       await holder.end();
       await client.end();
