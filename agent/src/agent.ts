@@ -44,6 +44,11 @@ export interface AgentOptions {
   stateDir?: string;
   /** Longest wait between reconnect attempts (default 15 s). */
   reconnectMaxMs?: number;
+  /**
+   * The result store: a directory where flow processes keep task results for reuse (cache
+   * keys, later attempts of a run). Results stay here; the control plane gets references.
+   */
+  resultDir?: string;
 }
 
 /** Messages that carry a msgId and stay in the outbox until the control plane acknowledges them. */
@@ -63,6 +68,8 @@ interface ActiveRun {
   cancelling: boolean;
   /** The attempt is no longer ours: report nothing more. */
   revoked: boolean;
+  /** Task runs waiting for concurrency slots: asked again after every reconnect. */
+  slotRequests: Map<string, string[]>;
 }
 
 /** Room left in a frame for the envelope around a batch. */
@@ -113,6 +120,8 @@ export class Agent {
   private welcomed = false;
   private readonly outbox = new Map<number, Reliable>();
   private nextMsgId = 1;
+  /** Times the control plane failed to apply a message (by msgId), for the retry backoff. */
+  private readonly failures = new Map<number, number>();
   private readonly runs = new Map<string, ActiveRun>();
   private readonly backoff: Backoff;
   private heartbeat: NodeJS.Timeout | undefined;
@@ -311,8 +320,12 @@ export class Agent {
         clearInterval(this.heartbeat);
         this.heartbeatMs = msg.heartbeatIntervalMs;
         this.heartbeat = setInterval(() => this.sendHeartbeat(), msg.heartbeatIntervalMs);
-        // Replay everything not yet acknowledged, in order.
+        // Replay everything not yet acknowledged, in order, then the pending slot requests.
         for (const m of this.outbox.values()) this.transmit(m);
+        for (const run of this.runs.values()) {
+          for (const [taskRunId, tags] of run.slotRequests)
+            this.sendNow({ type: "slots.acquire", v: PROTOCOL_VERSION, ...run.ref, taskRunId, tags });
+        }
         this.notify();
         return;
       case "run.assign":
@@ -330,15 +343,27 @@ export class Agent {
         const sent = this.outbox.get(msg.msgId);
         if (!sent) return;
         if (!msg.ok && msg.error?.code === "INTERNAL") {
-          setTimeout(() => this.outbox.has(msg.msgId) && this.transmit(sent), 1_000).unref();
+          // The control plane could not apply it (e.g. its database is down): try again, backing off
+          // to at most 30 s per message, so a report that keeps failing does not flood it.
+          const failures = (this.failures.get(msg.msgId) ?? 0) + 1;
+          this.failures.set(msg.msgId, failures);
+          const delay = Math.min(30_000, 1_000 * 2 ** (failures - 1));
+          setTimeout(() => this.outbox.has(msg.msgId) && this.transmit(sent), delay).unref();
           return;
         }
+        this.failures.delete(msg.msgId);
         this.acknowledged(msg.msgId);
         if (!msg.ok) this.log.warn({ msgId: msg.msgId, error: msg.error, type: sent.type }, "control plane refused a report");
         if (sent.type === "state.propose" && msg.orchestration?.status === "REJECT")
           this.onRejectedState(sent.flowRunId, sent.attempt);
         if (!msg.ok && msg.error?.code === "STALE_ATTEMPT") this.revoke({ flowRunId: sent.flowRunId, attempt: sent.attempt });
         this.notify();
+        return;
+      }
+      case "slots.granted": {
+        const run = this.runs.get(msg.flowRunId);
+        if (run && run.ref.attempt === msg.attempt && run.slotRequests.delete(msg.taskRunId))
+          run.process.slotsGranted(msg.taskRunId);
         return;
       }
       case "heartbeat.ack":
@@ -415,9 +440,10 @@ export class Agent {
       logTimer: undefined,
       cancelling: false,
       revoked: false,
+      slotRequests: new Map(),
       process: new FlowProcess(
         assign,
-        { workDir: this.options.workDir, killGraceMs: this.options.killGraceMs ?? 5_000 },
+        { workDir: this.options.workDir, killGraceMs: this.options.killGraceMs ?? 5_000, resultDir: this.options.resultDir },
         {
           running: () => this.propose(run, { type: "RUNNING", name: "Running" }),
           events: (events) => {
@@ -425,6 +451,12 @@ export class Agent {
             for (const chunk of batches(events)) this.enqueue({ type: "run.events", v: PROTOCOL_VERSION, ...ref, events: chunk });
           },
           logs: (lines) => this.addLogs(run, lines),
+          acquireSlots: (taskRunId, tags) => {
+            run.slotRequests.set(taskRunId, tags);
+            // Reports first: the control plane learns of the task run before its request.
+            this.flushLogs(run);
+            if (this.welcomed) this.sendNow({ type: "slots.acquire", v: PROTOCOL_VERSION, ...ref, taskRunId, tags });
+          },
           exited: (state) => this.onExited(run, state),
         },
       ),

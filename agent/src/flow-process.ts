@@ -17,6 +17,8 @@ export interface FlowProcessHandlers {
   running(): void;
   events(events: RunEvent[]): void;
   logs(lines: LogRecord[]): void;
+  /** A task run asks for concurrency slots of its tags. */
+  acquireSlots(taskRunId: string, tags: string[]): void;
   /** The process is gone; `state` is the run's final state as this agent sees it. */
   exited(state: StateProposal): void;
 }
@@ -26,6 +28,8 @@ export interface FlowProcessOptions {
   workDir: string;
   /** Time between SIGTERM and SIGKILL when stopping a flow process. */
   killGraceMs: number;
+  /** The result store (a directory) task results are kept in; absent: none. */
+  resultDir?: string | undefined;
 }
 
 const tsxLoader = import.meta.resolve("tsx");
@@ -84,6 +88,10 @@ export class FlowProcess {
     this.killTimer = setTimeout(() => this.child?.kill("SIGKILL"), this.options.killGraceMs);
   }
 
+  slotsGranted(taskRunId: string): void {
+    if (this.child?.connected) this.child.send({ type: "slots.granted", v: PROTOCOL_VERSION, taskRunId });
+  }
+
   /** Ends the process at once without reporting a state (the attempt is no longer ours). */
   kill(): void {
     this.stopReason ??= { state: { type: "CANCELLED", name: "Cancelled" } };
@@ -121,6 +129,8 @@ export class FlowProcess {
           entrypoint,
           flowName: this.assign.flowName,
           parameters: this.assign.parameters,
+          maxRetries: this.assign.maxRetries,
+          ...(this.options.resultDir ? { resultDir: this.options.resultDir } : {}),
         });
         return;
       }
@@ -135,6 +145,9 @@ export class FlowProcess {
         return;
       case "finished":
         this.finished = msg;
+        return;
+      case "slots.acquire":
+        this.handlers.acquireSlots(msg.taskRunId, msg.tags);
         return;
       default: {
         const unreachable: never = msg;

@@ -181,6 +181,7 @@ export function buildProgram(): Command {
     .option("--state-dir <dir>", "where the agent keeps its id and journal (default: <work-dir>/.ferry/agents/<name>)")
     .option("--drain-timeout <duration>", "on SIGTERM/SIGINT, time to let running flows finish", "30s")
     .option("--reconnect-max <duration>", "longest wait between reconnect attempts", "15s")
+    .option("--result-dir <dir>", "where task results are kept for reuse (default: <work-dir>/.ferry/results)")
     .action(async (flags) => {
       const f = parseFlags(
         z.object({
@@ -193,6 +194,7 @@ export function buildProgram(): Command {
           stateDir: z.string().min(1).optional(),
           drainTimeout: DurationFlag,
           reconnectMax: DurationFlag,
+          resultDir: z.string().min(1).optional(),
           api: z.string().optional(),
           token: z.string().optional(),
         }),
@@ -209,6 +211,7 @@ export function buildProgram(): Command {
         labels,
         workDir: resolve(f.workDir),
         reconnectMaxMs: f.reconnectMax,
+        resultDir: resolve(f.resultDir ?? join(f.workDir, ".ferry", "results")),
         stateDir: resolve(f.stateDir ?? join(f.workDir, ".ferry", "agents", f.name.replace(/[^A-Za-z0-9_.-]/g, "_"))),
         ...(f.agentId ? { agentId: f.agentId } : {}),
       });
@@ -377,6 +380,45 @@ export function buildProgram(): Command {
     const result = await client(flags).tokens.revoke.mutate({ id });
     if (flags.json) return printJson(result);
     process.stdout.write(`revoked token ${id}\n`);
+  });
+
+  const pool = program.command("pool").description("work pools");
+  apiOptions(pool.command("set <name>"))
+    .description("set a pool's concurrency limit (runs held by its agents at once)")
+    .requiredOption("--concurrency-limit <n>", 'a number, or "none"')
+    .action(async (name: string, flags) => {
+      const f = parseFlags(z.object({ concurrencyLimit: z.union([z.literal("none"), z.coerce.number().int().min(1)]) }), flags);
+      const result = await client(flags).workPools.set.mutate({
+        name,
+        concurrencyLimit: f.concurrencyLimit === "none" ? null : f.concurrencyLimit,
+      });
+      if (flags.json) return printJson(result);
+      process.stdout.write(`pool ${name}: concurrency limit ${result.concurrencyLimit ?? "none"}\n`);
+    });
+  apiOptions(pool.command("ls")).action(async (flags) => {
+    const rows = await client(flags).workPools.list.query();
+    if (flags.json) return printJson(rows);
+    printTable(rows, ["name", "concurrencyLimit", "updatedAt"]);
+  });
+
+  const limit = program.command("limit").description("concurrency limits per task tag, across all runs");
+  apiOptions(limit.command("set <tag> <max>"))
+    .description("allow at most <max> task runs tagged <tag> at once")
+    .action(async (tag: string, max: string, flags) => {
+      const f = parseFlags(z.object({ max: z.coerce.number().int().min(0).max(100_000) }), { max });
+      const result = await client(flags).tagLimits.set.mutate({ tag, maxConcurrent: f.max });
+      if (flags.json) return printJson(result);
+      process.stdout.write(`tag ${tag}: at most ${result.maxConcurrent} at once\n`);
+    });
+  apiOptions(limit.command("ls")).action(async (flags) => {
+    const rows = await client(flags).tagLimits.list.query();
+    if (flags.json) return printJson(rows);
+    printTable(rows, ["tag", "maxConcurrent", "inUse"]);
+  });
+  apiOptions(limit.command("rm <tag>")).action(async (tag: string, flags) => {
+    const result = await client(flags).tagLimits.delete.mutate({ tag });
+    if (flags.json) return printJson(result);
+    process.stdout.write(`removed the limit of tag ${tag}\n`);
   });
 
   const workspace = program.command("workspace").description("workspaces (talks to the database directly)");

@@ -3,6 +3,7 @@ import type { AgentHub } from "./agents/hub.ts";
 import type { Authenticator, Principal } from "./auth/authenticate.ts";
 import type { Dispatcher } from "./dispatcher.ts";
 import type { ParamsValidator } from "./params.ts";
+import type { TagSlots } from "./slots.ts";
 
 /** The long-lived parts of a control plane that request handlers use. */
 export interface Services {
@@ -10,6 +11,7 @@ export interface Services {
   auth: Authenticator;
   dispatcher: Dispatcher;
   hub: AgentHub;
+  slots: TagSlots;
   params: ParamsValidator;
 }
 

@@ -1,4 +1,5 @@
 import type { Db } from "@ferry/prisma";
+import type { Deployment, FlowRun } from "@ferry/prisma/sqlite";
 import { PROTOCOL_VERSION } from "@ferry/sdk/protocol";
 import type { AgentConnection } from "./agents/connection.ts";
 import { newId } from "./ids.ts";
@@ -6,6 +7,9 @@ import type { Logger } from "./logger.ts";
 import { proposeFlowRunState } from "./orchestration/flow-runs.ts";
 
 export const HELD_STATES = ["PENDING", "RUNNING", "CANCELLING", "PAUSED"];
+
+/** A due run as the dispatcher reads it. */
+type DueRun = FlowRun & { deployment: Deployment | null };
 
 export interface DispatcherOptions {
   leaseMs: number;
@@ -107,13 +111,18 @@ export class Dispatcher {
             parentFlowRunId: null,
           },
           orderBy: { expectedStartTime: "asc" },
-          take: free,
+          // Look past runs held back by a concurrency limit, so they do not block the queue.
+          take: free * 4 + 20,
           include: { deployment: true },
         });
+        const limits = due.length ? await this.limits(workspaceId, due) : undefined;
         for (const run of due) {
+          if (limits && !(await limits.admit(run))) continue;
           const candidates = agents.filter((a) => a.open && a.free > 0 && a.pools.includes(run.workPool));
           const agent = candidates.sort((x, y) => y.free - x.free)[0];
-          if (agent) await this.claim(run, agent);
+          if (!agent) continue;
+          if (await this.claim(run, agent)) limits?.taken(run);
+          if (!agents.some((a) => a.open && a.free > 0)) break;
         }
       }
       const upcoming = await this.db.flowRun.findFirst({
@@ -140,17 +149,63 @@ export class Dispatcher {
     this.wake.unref();
   }
 
-  private async claim(
-    run: {
-      id: string;
-      workspaceId: string;
-      attempt: number;
-      parametersJson: string;
-      timeoutMs: number | null;
-      deployment: { entrypoint: string; flowName: string } | null;
-    },
-    agent: AgentConnection,
-  ): Promise<void> {
+  /**
+   * Concurrency limits per work pool and per deployment, counted from the runs agents hold
+   * (PENDING, RUNNING, CANCELLING, PAUSED). They are derived from run states, which leases
+   * keep honest, so a crashed agent can never leak a slot. A run over its deployment's limit
+   * waits (ENQUEUE) or is cancelled (CANCEL_NEW).
+   */
+  private async limits(
+    workspaceId: string,
+    due: { workPool: string; deploymentId: string | null }[],
+  ): Promise<{ admit(run: DueRun): Promise<boolean>; taken(run: DueRun): void }> {
+    const poolNames = [...new Set(due.map((r) => r.workPool))];
+    const deploymentIds = [...new Set(due.flatMap((r) => (r.deploymentId ? [r.deploymentId] : [])))];
+    const [pools, byPool, byDeployment] = await Promise.all([
+      this.db.workPool.findMany({ where: { workspaceId, name: { in: poolNames }, concurrencyLimit: { not: null } } }),
+      this.db.flowRun.groupBy({
+        by: ["workPool"],
+        where: { workspaceId, workPool: { in: poolNames }, stateType: { in: HELD_STATES }, parentFlowRunId: null },
+        _count: { _all: true },
+      }),
+      this.db.flowRun.groupBy({
+        by: ["deploymentId"],
+        where: { workspaceId, deploymentId: { in: deploymentIds }, stateType: { in: HELD_STATES } },
+        _count: { _all: true },
+      }),
+    ]);
+    const poolLimit = new Map(pools.map((p) => [p.name, p.concurrencyLimit ?? Number.POSITIVE_INFINITY]));
+    const poolUsed = new Map(byPool.map((g) => [g.workPool, g._count._all]));
+    const deploymentUsed = new Map(byDeployment.map((g) => [g.deploymentId ?? "", g._count._all]));
+    return {
+      admit: async (run) => {
+        if ((poolUsed.get(run.workPool) ?? 0) >= (poolLimit.get(run.workPool) ?? Number.POSITIVE_INFINITY)) return false;
+        const limit = run.deployment?.concurrencyLimit;
+        if (limit === null || limit === undefined || !run.deploymentId) return true;
+        if ((deploymentUsed.get(run.deploymentId) ?? 0) < limit) return true;
+        if (run.deployment?.collisionStrategy === "CANCEL_NEW") {
+          await proposeFlowRunState(this.db, {
+            workspaceId: run.workspaceId,
+            flowRunId: run.id,
+            state: {
+              type: "CANCELLED",
+              name: "Cancelled",
+              message: `deployment concurrency limit of ${limit} reached (collision strategy CANCEL_NEW)`,
+            },
+            proposer: "system",
+          });
+        }
+        return false;
+      },
+      taken: (run) => {
+        poolUsed.set(run.workPool, (poolUsed.get(run.workPool) ?? 0) + 1);
+        if (run.deploymentId) deploymentUsed.set(run.deploymentId, (deploymentUsed.get(run.deploymentId) ?? 0) + 1);
+      },
+    };
+  }
+
+  /** Claims a run for an agent and pushes it; false if someone else changed the run first. */
+  private async claim(run: DueRun, agent: AgentConnection): Promise<boolean> {
     const now = new Date();
     const attempt = run.attempt + 1;
     const leaseExpiresAt = new Date(now.getTime() + this.options.leaseMs);
@@ -161,7 +216,7 @@ export class Dispatcher {
         state: { type: "CRASHED", name: "Crashed", message: "the run has no deployment to execute" },
         proposer: "system",
       });
-      return;
+      return false;
     }
     const claimed = await this.db.$transaction(async (tx) => {
       const updated = await tx.flowRun.updateMany({
@@ -191,7 +246,7 @@ export class Dispatcher {
       });
       return true;
     });
-    if (!claimed) return;
+    if (!claimed) return false;
     agent.held.add(run.id);
     agent.send({
       type: "run.assign",
@@ -202,7 +257,9 @@ export class Dispatcher {
       entrypoint: run.deployment.entrypoint,
       parameters: JSON.parse(run.parametersJson) as Record<string, unknown>,
       ...(run.timeoutMs ? { timeoutMs: run.timeoutMs } : {}),
+      maxRetries: run.maxRetries,
       leaseExpiresAt: leaseExpiresAt.toISOString(),
     });
+    return true;
   }
 }

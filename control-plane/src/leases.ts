@@ -3,6 +3,7 @@ import type { Dispatcher } from "./dispatcher.ts";
 import { HELD_STATES } from "./dispatcher.ts";
 import type { Logger } from "./logger.ts";
 import { lostRunState, proposeFlowRunState } from "./orchestration/flow-runs.ts";
+import type { TagSlots } from "./slots.ts";
 
 /**
  * Ends runs whose lease ran out (their agent stopped heartbeating): RUNNING/PENDING become
@@ -17,6 +18,7 @@ export class LeaseReaper {
   constructor(
     private readonly db: Db,
     private readonly dispatcher: Dispatcher,
+    private readonly slots: TagSlots,
     private readonly log: Logger,
     private readonly periodMs: number,
   ) {}
@@ -57,6 +59,7 @@ export class LeaseReaper {
         if (outcome.result.status === "ACCEPT") {
           this.log.warn({ flowRunId: run.id, agentId: run.agentId, attempt: run.attempt }, "run lease expired");
           this.dispatcher.release(run.agentId, run.id);
+          await this.slots.released(run.workspaceId);
         }
       }
       return expired.length;

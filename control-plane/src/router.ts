@@ -2,6 +2,7 @@ import { agentsRouter } from "./routers/agents.ts";
 import { authRouter } from "./routers/auth.ts";
 import { deploymentsRouter } from "./routers/deployments.ts";
 import { flowsRouter } from "./routers/flows.ts";
+import { tagLimitsRouter, workPoolsRouter } from "./routers/limits.ts";
 import { logsRouter } from "./routers/logs.ts";
 import { runsRouter } from "./routers/runs.ts";
 import { taskRunsRouter } from "./routers/task-runs.ts";
@@ -17,6 +18,8 @@ export const appRouter = router({
   logs: logsRouter,
   agents: agentsRouter,
   tokens: tokensRouter,
+  workPools: workPoolsRouter,
+  tagLimits: tagLimitsRouter,
 });
 
 /** The API's type: import it type-only in clients (`import type { AppRouter } from "@ferry/control-plane"`). */

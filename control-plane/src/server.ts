@@ -15,6 +15,7 @@ import { logger } from "./logger.ts";
 import { ParamsValidator } from "./params.ts";
 import { RetentionJob } from "./retention.ts";
 import { appRouter } from "./router.ts";
+import { TagSlots } from "./slots.ts";
 import { type CreatedToken, createWorkspace, sessionKey } from "./workspace.ts";
 
 export const SERVER_VERSION = "0.1.0";
@@ -57,13 +58,14 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
 
   const auth = new Authenticator(db, await sessionKey(db));
   const dispatcher = new Dispatcher(db, logger.child({ component: "dispatcher" }), { leaseMs });
-  const hub = new AgentHub(db, auth, dispatcher, logger.child({ component: "agents" }), {
+  const slots = new TagSlots(db, logger.child({ component: "slots" }));
+  const hub = new AgentHub(db, auth, dispatcher, slots, logger.child({ component: "agents" }), {
     heartbeatIntervalMs,
     leaseMs,
     serverVersion: SERVER_VERSION,
   });
-  const services: Services = { db, auth, dispatcher, hub, params: new ParamsValidator() };
-  const reaper = new LeaseReaper(db, dispatcher, logger.child({ component: "leases" }), options.leaseSweepMs ?? 1_000);
+  const services: Services = { db, auth, dispatcher, hub, slots, params: new ParamsValidator() };
+  const reaper = new LeaseReaper(db, dispatcher, slots, logger.child({ component: "leases" }), options.leaseSweepMs ?? 1_000);
   const retention = new RetentionJob(db, logger.child({ component: "retention" }), options.retention);
 
   const app = new Hono();

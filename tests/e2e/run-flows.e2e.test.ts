@@ -1,4 +1,6 @@
 import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
 import { describe, test } from "node:test";
 import { deployFixtures, ferry, PROVIDERS, postgresUnavailable, startAgent, useServer, waitUntil } from "./harness.ts";
 
@@ -15,7 +17,17 @@ for (const provider of PROVIDERS) {
     test("ferry deploy registers every exported flow with its parameter schema", { skip }, async () => {
       const deployments = await server().api.deployments.list.query();
       const names = deployments.map((d) => d.name).sort();
-      assert.deepEqual(names, ["child", "failing", "fanout", "sleepy", "train"]);
+      assert.deepEqual(names, [
+        "child",
+        "failing",
+        "fanout",
+        "gpu-fanout",
+        "limited",
+        "limited-cancel-new",
+        "resumable",
+        "sleepy",
+        "train",
+      ]);
       const train = deployments.find((d) => d.name === "train");
       assert.equal(train?.entrypoint, "flows/train.ts");
       assert.equal(train?.workPool, "default");
@@ -115,6 +127,29 @@ for (const provider of PROVIDERS) {
         .split("\n")
         .filter((l) => l.startsWith("{"));
       assert.ok(lines.some((l) => JSON.parse(l).kind === "state" && JSON.parse(l).type === "COMPLETED"));
+    });
+
+    test("a retried flow run reuses the results of its first attempt (Cached); the control plane keeps only a reference", {
+      skip,
+    }, async () => {
+      const result = await ferry(["run", "resumable", "--wait"], { cwd: project(), env: server().env });
+      assert.equal(result.code, 0, result.output);
+      const run = (await server().api.runs.list.query({ deployment: "resumable", limit: 1 })).items[0];
+      assert.equal(run?.attempt, 2);
+      const { items: tasks } = await server().api.taskRuns.list.query({ flowRunId: run?.id ?? "" });
+      assert.deepEqual(
+        tasks.map((t) => [t.attempt, t.stateName]),
+        [
+          [1, "Completed"],
+          [1, "Cached"],
+        ],
+      );
+      const [first, cached] = tasks;
+      assert.match(first?.resultRef ?? "", /^file:[0-9a-f]{64}\.json$/);
+      assert.equal(cached?.resultRef, first?.resultRef);
+      assert.ok(existsSync(join(project(), ".ferry", "results", (first?.resultRef ?? "").slice(5))));
+      const { items: logs } = await server().api.logs.list.query({ flowRunId: run?.id ?? "" });
+      assert.equal(logs.filter((l) => l.message === "computing 7").length, 1);
     });
 
     test("a failing flow ends FAILED and ferry run exits non-zero", { skip }, async () => {

@@ -15,6 +15,8 @@ export interface DeploymentSpec {
   retries: number;
   retryDelayMs: number;
   timeoutMs?: number;
+  concurrencyLimit?: number;
+  collisionStrategy: "ENQUEUE" | "CANCEL_NEW";
 }
 
 /**
@@ -60,5 +62,7 @@ export async function discoverDeployments(
     retries: def.retries,
     retryDelayMs: def.retryDelayMs,
     ...(def.timeoutMs ? { timeoutMs: def.timeoutMs } : {}),
+    ...(def.concurrencyLimit ? { concurrencyLimit: def.concurrencyLimit } : {}),
+    collisionStrategy: def.collisionStrategy,
   }));
 }

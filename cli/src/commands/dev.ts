@@ -59,6 +59,7 @@ export async function runDev(options: DevOptions): Promise<void> {
     capacity: 4,
     workDir: cwd,
     stateDir: join(stateDir(cwd), "agents", "local"),
+    resultDir: join(stateDir(cwd), "results"),
   });
   agent.start();
 

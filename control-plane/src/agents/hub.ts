@@ -9,6 +9,7 @@ import {
   type Heartbeat,
   type Hello,
   Hello as HelloSchema,
+  isTerminal,
   LIMITS,
   type LogBatch,
   PROTOCOL_VERSION,
@@ -26,6 +27,7 @@ import { newId } from "../ids.ts";
 import type { Logger } from "../logger.ts";
 import { lostRunState, proposeFlowRunState } from "../orchestration/flow-runs.ts";
 import { applyLogs, applyRunEvents } from "../orchestration/run-events.ts";
+import type { TagSlots } from "../slots.ts";
 import { AgentConnection } from "./connection.ts";
 
 export interface HubOptions {
@@ -68,6 +70,7 @@ export class AgentHub {
     private readonly db: Db,
     private readonly auth: Authenticator,
     private readonly dispatcher: Dispatcher,
+    private readonly slots: TagSlots,
     private readonly log: Logger,
     private readonly options: HubOptions,
   ) {}
@@ -254,13 +257,16 @@ export class AgentHub {
     message: string,
   ): Promise<void> {
     const now = new Date();
+    // The reason comes from the agent: PostgreSQL refuses NUL in text, and an INTERNAL answer
+    // would have the agent send the reject again forever.
+    const text = message.replaceAll("\u0000", "\ufffd");
     const requeued = await this.db.$transaction(async (tx) => {
       const updated = await tx.flowRun.updateMany({
         where: { id: flowRunId, agentId, attempt, stateType: "PENDING" },
         data: {
           stateType: "SCHEDULED",
           stateName: "Scheduled",
-          stateMessage: message,
+          stateMessage: text,
           stateTimestamp: now,
           agentId: null,
           leaseExpiresAt: null,
@@ -275,7 +281,7 @@ export class AgentHub {
             flowRunId,
             type: "SCHEDULED",
             name: "Scheduled",
-            message,
+            message: text,
             timestamp: now,
             attempt: attempt - 1,
           },
@@ -305,6 +311,9 @@ export class AgentHub {
         throw new ProtocolError("BAD_MESSAGE", "hello was already received on this connection");
       case "run.accept":
         return;
+      case "slots.acquire":
+        await this.ownedRun(conn, msg);
+        return this.slots.acquire(conn, msg);
       case "run.reject":
         return this.onReject(conn, msg);
       case "state.propose":
@@ -342,7 +351,10 @@ export class AgentHub {
       eventId: msg.eventId,
       timestamp: new Date(msg.timestamp),
     });
-    if (outcome.released) this.dispatcher.release(conn.agentId, msg.flowRunId);
+    if (outcome.released) {
+      this.dispatcher.release(conn.agentId, msg.flowRunId);
+      await this.slots.released(conn.workspaceId);
+    }
     conn.send({ type: "ack", v: PROTOCOL_VERSION, msgId: msg.msgId, ok: true, orchestration: outcome.result });
   }
 
@@ -358,7 +370,9 @@ export class AgentHub {
 
   private async onEvents(conn: AgentConnection, msg: RunEventBatch): Promise<void> {
     const run = await this.ownedRun(conn, msg);
-    await applyRunEvents(this.db, run, msg.events);
+    await applyRunEvents(this.db, run, msg.attempt, msg.events);
+    const ended = msg.events.flatMap((e) => (e.kind === "task_run.state" && isTerminal(e.state.type) ? [e.taskRunId] : []));
+    await this.slots.releaseTasks(conn.workspaceId, ended);
     conn.send({ type: "ack", v: PROTOCOL_VERSION, msgId: msg.msgId, ok: true });
   }
 

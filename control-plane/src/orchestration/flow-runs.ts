@@ -155,6 +155,8 @@ export async function proposeFlowRunState(db: Db, input: ProposeInput): Promise<
       return tx.flowRun.findUniqueOrThrow({ where: { id: run.id } });
     });
     if (!outcome) continue; // someone else changed the run: decide again on the fresh row
+    // The attempt is over: the concurrency slots its task runs held are free.
+    if (isTerminal(input.state.type)) await db.concurrencySlot.deleteMany({ where: { flowRunId: run.id } });
     if (isTerminal(input.state.type) && input.state.type !== "COMPLETED") {
       await endUnfinishedDescendants(db, run.workspaceId, run.id, input.state, at);
     }

@@ -17,7 +17,7 @@ import { flowRunTree, proposeFlowRunState } from "./flow-runs.ts";
  * batch replayed after a reconnect changes nothing. Creations are applied before states,
  * which is safe because a producer always emits an entity's creation before its states.
  */
-export async function applyRunEvents(db: Db, root: FlowRun, events: readonly RunEvent[]): Promise<void> {
+export async function applyRunEvents(db: Db, root: FlowRun, attempt: number, events: readonly RunEvent[]): Promise<void> {
   const workspaceId = root.workspaceId;
   const childCreates = events.filter((e) => e.kind === "flow_run.created");
   const taskCreates = events.filter((e): e is TaskRunCreated => e.kind === "task_run.created");
@@ -85,6 +85,7 @@ export async function applyRunEvents(db: Db, root: FlowRun, events: readonly Run
             id: e.id,
             workspaceId,
             flowRunId: e.flowRunId,
+            flowRunAttempt: attempt,
             taskKey: e.taskKey,
             dynamicKey: e.dynamicKey,
             name: e.name,
@@ -169,6 +170,8 @@ async function applyTaskStates(db: Db, workspaceId: string, events: readonly Tas
           stateMessage: e.state.message ?? null,
           stateTimestamp: at,
           attempt: e.attempt,
+          ...(e.resultRef ? { resultRef: e.resultRef } : {}),
+          ...(e.cacheKey ? { cacheKey: e.cacheKey } : {}),
           ...(started && !byId.get(e.taskRunId)?.startTime ? { startTime: started } : {}),
           ...(isTerminal(e.state.type) ? { endTime: at } : {}),
         },

@@ -35,6 +35,10 @@ export const DeploymentInput = z.object({
     .positive()
     .max(7 * 86_400_000)
     .optional(),
+  /** Most runs of this deployment running at once. */
+  concurrencyLimit: z.number().int().min(1).max(100_000).optional(),
+  /** Over the limit, a new run waits (ENQUEUE) or is cancelled (CANCEL_NEW). */
+  collisionStrategy: z.enum(["ENQUEUE", "CANCEL_NEW"]).default("ENQUEUE"),
 });
 export type DeploymentInput = z.infer<typeof DeploymentInput>;
 
@@ -71,6 +75,8 @@ export const deploymentsRouter = router({
         retries: input.retries,
         retryDelayMs: input.retryDelayMs,
         timeoutMs: input.timeoutMs ?? null,
+        concurrencyLimit: input.concurrencyLimit ?? null,
+        collisionStrategy: input.collisionStrategy,
       };
       const deployment = await ctx.db.deployment.upsert({
         where: { workspaceId_name: { workspaceId, name: input.name } },

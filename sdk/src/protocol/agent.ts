@@ -92,8 +92,23 @@ export const Heartbeat = z.object({
 });
 export type Heartbeat = z.infer<typeof Heartbeat>;
 
+/**
+ * A task run with tags asks for a slot of each tag's concurrency limit. Not journaled: the
+ * agent sends pending requests again after every reconnect (the control plane keeps at most
+ * one slot per tag and task run), and a request dies with its flow process.
+ */
+export const AcquireSlots = z.object({
+  type: z.literal("slots.acquire"),
+  v: Version,
+  ...RunRef.shape,
+  taskRunId: Id,
+  tags: z.array(Name).min(1).max(50),
+});
+export type AcquireSlots = z.infer<typeof AcquireSlots>;
+
 export const AgentMessage = z.discriminatedUnion("type", [
   Hello,
+  AcquireSlots,
   RunAccept,
   RunReject,
   ProposeState,
@@ -124,6 +139,8 @@ export const RunAssign = z.object({
   entrypoint: z.string().min(1).max(1000),
   parameters: JsonObject,
   timeoutMs: z.number().int().positive().optional(),
+  /** Retries of the whole run: while attempts remain, task results are kept for the next one. */
+  maxRetries: z.number().int().nonnegative().default(0),
   leaseExpiresAt: Timestamp,
 });
 export type RunAssign = z.infer<typeof RunAssign>;
@@ -175,7 +192,24 @@ export const ErrorFrame = z.object({
 });
 export type ErrorFrame = z.infer<typeof ErrorFrame>;
 
-export const ServerMessage = z.discriminatedUnion("type", [Welcome, RunAssign, Ack, HeartbeatAck, RunCancel, ErrorFrame]);
+/** The task run holds a slot of every tag it asked for (freed when it ends, or its run attempt does). */
+export const SlotsGranted = z.object({
+  type: z.literal("slots.granted"),
+  v: Version,
+  ...RunRef.shape,
+  taskRunId: Id,
+});
+export type SlotsGranted = z.infer<typeof SlotsGranted>;
+
+export const ServerMessage = z.discriminatedUnion("type", [
+  Welcome,
+  RunAssign,
+  Ack,
+  HeartbeatAck,
+  RunCancel,
+  ErrorFrame,
+  SlotsGranted,
+]);
 export type ServerMessage = z.infer<typeof ServerMessage>;
 
 // `JsonObject` is re-exported for users of RunAssign.parameters.

@@ -32,6 +32,9 @@ export const TaskRunStateChanged = z.object({
   attempt: z.number().int().nonnegative(),
   state: StateProposal,
   timestamp: Timestamp,
+  /** Where the result was stored (or found, for Cached), in the result store on the agent's side. */
+  resultRef: z.string().max(1000).optional(),
+  cacheKey: z.string().max(1000).optional(),
 });
 export type TaskRunStateChanged = z.infer<typeof TaskRunStateChanged>;
 

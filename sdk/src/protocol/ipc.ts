@@ -18,13 +18,19 @@ export const IpcStart = z.object({
   entrypoint: z.string().min(1),
   flowName: Name,
   parameters: JsonObject,
+  maxRetries: z.number().int().nonnegative().default(0),
+  /** The agent's result store (a directory); absent: results are not kept. */
+  resultDir: z.string().min(1).optional(),
 });
 export type IpcStart = z.infer<typeof IpcStart>;
 
 export const IpcCancel = z.object({ type: z.literal("cancel"), v: Version, reason: z.string() });
 export type IpcCancel = z.infer<typeof IpcCancel>;
 
-export const ToFlowProcess = z.discriminatedUnion("type", [IpcStart, IpcCancel]);
+export const IpcSlotsGranted = z.object({ type: z.literal("slots.granted"), v: Version, taskRunId: Id });
+export type IpcSlotsGranted = z.infer<typeof IpcSlotsGranted>;
+
+export const ToFlowProcess = z.discriminatedUnion("type", [IpcStart, IpcCancel, IpcSlotsGranted]);
 export type ToFlowProcess = z.infer<typeof ToFlowProcess>;
 
 // ---- flow process → agent ------------------------------------------------------------
@@ -47,5 +53,21 @@ export type IpcEvents = z.infer<typeof IpcEvents>;
 export type IpcLogs = z.infer<typeof IpcLogs>;
 export type IpcFinished = z.infer<typeof IpcFinished>;
 
-export const FromFlowProcess = z.discriminatedUnion("type", [IpcReady, IpcRunning, IpcEvents, IpcLogs, IpcFinished]);
+/** A task run with tags waits for concurrency slots before it starts. */
+export const IpcAcquireSlots = z.object({
+  type: z.literal("slots.acquire"),
+  v: Version,
+  taskRunId: Id,
+  tags: z.array(Name).min(1).max(50),
+});
+export type IpcAcquireSlots = z.infer<typeof IpcAcquireSlots>;
+
+export const FromFlowProcess = z.discriminatedUnion("type", [
+  IpcReady,
+  IpcRunning,
+  IpcEvents,
+  IpcLogs,
+  IpcFinished,
+  IpcAcquireSlots,
+]);
 export type FromFlowProcess = z.infer<typeof FromFlowProcess>;

@@ -15,7 +15,22 @@ export class IpcReporter implements RunReporter {
   private logs: LogRecord[] = [];
   private timer: NodeJS.Timeout | undefined;
 
+  private readonly waitingForSlots = new Map<string, () => void>();
+
   constructor(private readonly send: (message: FromFlowProcess) => Promise<void>) {}
+
+  async acquireSlots(taskRunId: string, tags: readonly string[]): Promise<void> {
+    const granted = new Promise<void>((resolve) => this.waitingForSlots.set(taskRunId, resolve));
+    await this.flush(); // the task run's creation reaches the control plane first
+    await this.send({ type: "slots.acquire", v: PROTOCOL_VERSION, taskRunId, tags: [...tags] });
+    return granted;
+  }
+
+  /** The agent relayed the control plane's grant. */
+  slotsGranted(taskRunId: string): void {
+    this.waitingForSlots.get(taskRunId)?.();
+    this.waitingForSlots.delete(taskRunId);
+  }
 
   event(e: RunEvent): void {
     this.events.push(e);

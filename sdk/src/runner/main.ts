@@ -11,6 +11,7 @@ import { type FromFlowProcess, type IpcStart, ToFlowProcess } from "../protocol/
 import { validateMessage } from "../protocol/parse.ts";
 import { decoratedFlowDefs, flowsInModule } from "../runtime/authoring.ts";
 import { executeFlow } from "../runtime/flow.ts";
+import { LocalResultStore } from "../runtime/result-store.ts";
 import { log } from "../runtime/scope.ts";
 import { IpcReporter } from "./ipc-reporter.ts";
 import { registerFallbackResolution } from "./resolution.ts";
@@ -82,6 +83,9 @@ async function run(start: IpcStart): Promise<never> {
     attempt: start.attempt,
     reporter,
     signal: abort.signal,
+    ...(start.resultDir
+      ? { resultStore: new LocalResultStore(start.resultDir), persistResults: start.attempt <= start.maxRetries }
+      : {}),
   });
   if (outcome.error !== undefined) {
     const e = serializeError(outcome.error);
@@ -117,6 +121,10 @@ process.on("message", (raw: unknown) => {
   const message = parsed.value;
   if (message.type === "cancel") {
     abort.abort(new Error(`cancelled: ${message.reason}`));
+    return;
+  }
+  if (message.type === "slots.granted") {
+    activeReporter?.slotsGranted(message.taskRunId);
     return;
   }
   if (started) return;

@@ -38,13 +38,13 @@ export function decoratedFlowDefs(): FlowDef[] {
  * export const trainOne = task({ retries: 2, retryDelay: "1s", timeout: "5m" }, async (cfg: { lr: number }) => fit(cfg));
  * class Training { @task() async pickBest(models: Model[]) { ... } }
  */
-export function task(options?: TaskOptions): TaskMethodDecorator;
+export function task(options?: TaskOptions<unknown[]>): TaskMethodDecorator;
 export function task<Args extends unknown[], R>(fn: (...args: Args) => R | Promise<R>): Task<Args, Awaited<R>>;
 export function task<Args extends unknown[], R>(
-  options: TaskOptions,
+  options: TaskOptions<Args>,
   fn: (...args: Args) => R | Promise<R>,
 ): Task<Args, Awaited<R>>;
-export function task(a?: TaskOptions | ((...args: never[]) => unknown), b?: (...args: never[]) => unknown): unknown {
+export function task(a?: TaskOptions<never[]> | ((...args: never[]) => unknown), b?: (...args: never[]) => unknown): unknown {
   if (typeof a === "function") return makeTask(makeTaskDef({}, a, a.name));
   const options = a ?? {};
   if (typeof b === "function") return makeTask(makeTaskDef(options, b, b.name));

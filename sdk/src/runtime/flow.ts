@@ -3,6 +3,7 @@ import type { z } from "zod";
 import { type Duration, toMs } from "../duration.ts";
 import { errorMessage, ParameterError, TimeoutError } from "../errors.ts";
 import type { JsonObject, StateProposal } from "../protocol/common.ts";
+import type { ResultStore } from "./result-store.ts";
 import { collectUpstream, recordResult, toJsonObject } from "./results.ts";
 import { currentScope, type FlowRunScope, nextDynamicKey, type RunReporter, runInScope } from "./scope.ts";
 import { withTimeout } from "./timing.ts";
@@ -21,6 +22,10 @@ export interface FlowOptions {
   tags?: string[];
   /** Work pool whose agents run this flow's deployment (default "default"). */
   workPool?: string;
+  /** Most runs of this flow's deployment running at once. */
+  concurrencyLimit?: number;
+  /** Over the limit, a new run waits ("ENQUEUE", the default) or is cancelled ("CANCEL_NEW"). */
+  collisionStrategy?: "ENQUEUE" | "CANCEL_NEW";
 }
 
 export interface FlowDef {
@@ -33,6 +38,8 @@ export interface FlowDef {
   readonly timeoutMs: number | undefined;
   readonly tags: string[];
   readonly workPool: string;
+  readonly concurrencyLimit: number | undefined;
+  readonly collisionStrategy: "ENQUEUE" | "CANCEL_NEW";
   readonly fn: (params: never) => unknown;
 }
 
@@ -62,6 +69,8 @@ export function makeFlowDef(options: FlowOptions, fn: (params: never) => unknown
     timeoutMs: options.timeout === undefined ? undefined : toMs(options.timeout),
     tags: options.tags ?? [],
     workPool: options.workPool ?? "default",
+    concurrencyLimit: options.concurrencyLimit,
+    collisionStrategy: options.collisionStrategy ?? "ENQUEUE",
     fn,
   };
 }
@@ -90,6 +99,10 @@ export interface ExecuteOptions {
   signal?: AbortSignal;
   /** Shared across a whole process run so results flow between parent and child flows. */
   results?: WeakMap<object, string>;
+  /** Where task results are kept for reuse (the agent's result store). */
+  resultStore?: ResultStore;
+  /** Keep every task's result for a later attempt of this run (it has retries left). */
+  persistResults?: boolean;
 }
 
 function outcomeOf(err: unknown): FlowOutcome {
@@ -109,6 +122,9 @@ export async function executeFlow(def: FlowDef, self: unknown, rawParams: unknow
   }
   const scope: FlowRunScope = {
     flowRunId: opts.flowRunId,
+    rootFlowRunId: opts.flowRunId,
+    resultStore: opts.resultStore,
+    persistResults: opts.persistResults ?? false,
     flowName: def.name,
     attempt: opts.attempt,
     parameters: toJsonObject(params),

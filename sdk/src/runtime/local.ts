@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import type { StateProposal } from "../protocol/common.ts";
 import type { LogRecord, RunEvent } from "../protocol/events.ts";
 import { executeFlow, type Flow } from "./flow.ts";
+import { LocalResultStore } from "./result-store.ts";
 import type { RunReporter } from "./scope.ts";
 import { sleep } from "./timing.ts";
 
@@ -103,6 +104,8 @@ export interface RunLocalOptions {
   /** Print log lines to stderr as they happen. */
   echo?: boolean;
   signal?: AbortSignal;
+  /** A directory to keep task results in: enables caching (cache keys, and reuse across flow retries). */
+  resultDir?: string;
 }
 
 /**
@@ -118,6 +121,7 @@ export async function runLocal<P, R>(flow: Flow<P, R>, params: P, options: RunLo
   const reporter = new MemoryReporter(options.echo);
   const flowRunId = randomUUID();
   const def = flow.def;
+  const resultStore = options.resultDir ? new LocalResultStore(options.resultDir) : undefined;
   let attempt = 0;
   for (;;) {
     attempt++;
@@ -125,6 +129,7 @@ export async function runLocal<P, R>(flow: Flow<P, R>, params: P, options: RunLo
       flowRunId,
       attempt,
       reporter,
+      ...(resultStore ? { resultStore, persistResults: attempt <= def.retries } : {}),
       ...(options.signal ? { signal: options.signal } : {}),
     });
     const failed = outcome.state.type !== "COMPLETED";

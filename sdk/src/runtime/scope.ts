@@ -2,16 +2,28 @@ import { AsyncLocalStorage } from "node:async_hooks";
 import { format } from "node:util";
 import { type JsonObject, LIMITS, type LogLevel } from "../protocol/common.ts";
 import type { LogRecord, RunEvent } from "../protocol/events.ts";
+import type { ResultStore } from "./result-store.ts";
 
 /** Where the runtime sends what happens: memory for `runLocal`, the agent over IPC in a flow process. */
 export interface RunReporter {
   event(event: RunEvent): void;
   log(record: LogRecord): void;
+  /**
+   * Resolves when the task run holds a slot of each tag's concurrency limit (workspace-wide
+   * limits live in the control plane). Absent: no limits apply (e.g. `runLocal`).
+   */
+  acquireSlots?(taskRunId: string, tags: readonly string[]): Promise<void>;
 }
 
 /** State of one flow run (root or child) inside the process that executes it. */
 export interface FlowRunScope {
   readonly flowRunId: string;
+  /** The dispatched run this flow run belongs to (itself, or its root for child flow runs). */
+  readonly rootFlowRunId: string;
+  /** Where task results are kept for reuse; absent: no caching. */
+  readonly resultStore?: ResultStore | undefined;
+  /** Keep every task's result (a later attempt of this run may reuse it), not only those with a cache key. */
+  readonly persistResults: boolean;
   readonly flowName: string;
   readonly attempt: number;
   readonly parameters: JsonObject;

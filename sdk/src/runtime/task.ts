@@ -2,11 +2,12 @@ import { randomUUID } from "node:crypto";
 import { type Duration, toMs } from "../duration.ts";
 import { errorMessage, NonRetriableError, TimeoutError } from "../errors.ts";
 import type { StateProposal } from "../protocol/common.ts";
+import { hashInputs } from "./result-store.ts";
 import { collectUpstream, recordResult } from "./results.ts";
 import { currentScope, type FlowRunScope, nextDynamicKey, runInScope } from "./scope.ts";
 import { mapWithConcurrency, sleep, withTimeout } from "./timing.ts";
 
-export interface TaskOptions {
+export interface TaskOptions<Args extends unknown[] = never[]> {
   /** Name shown in the UI and the task key; defaults to the function or method name. */
   name?: string;
   /** Extra attempts after a failure (default 0). */
@@ -18,6 +19,17 @@ export interface TaskOptions {
   /** Fail an attempt that runs longer than this (state TimedOut; it is retried like other failures). */
   timeout?: Duration;
   tags?: string[];
+  /**
+   * Makes results reusable across runs: calls with the same key reuse the stored result
+   * (state Cached) instead of running. Without it, results are reused only by later attempts
+   * of the same flow run (key: task and call index and inputs).
+   *
+   * @example
+   * task({ cacheKey: (path: string) => `${path}@v2`, cacheExpiration: "1d" }, loadDataset)
+   */
+  cacheKey?: (...args: Args) => string;
+  /** How long a stored result may be reused. */
+  cacheExpiration?: Duration;
 }
 
 export interface TaskDef {
@@ -28,6 +40,8 @@ export interface TaskDef {
   readonly retryBackoff: number;
   readonly timeoutMs: number | undefined;
   readonly tags: string[];
+  readonly cacheKey: ((...args: never[]) => string) | undefined;
+  readonly cacheExpirationMs: number | undefined;
   readonly fn: (...args: never[]) => unknown;
 }
 
@@ -55,7 +69,11 @@ export interface Task<Args extends unknown[], R> {
 
 let unnamed = 0;
 
-export function makeTaskDef(options: TaskOptions, fn: (...args: never[]) => unknown, fallbackName: string): TaskDef {
+export function makeTaskDef<Args extends unknown[]>(
+  options: TaskOptions<Args>,
+  fn: (...args: never[]) => unknown,
+  fallbackName: string,
+): TaskDef {
   const retries = options.retries ?? 0;
   if (!Number.isInteger(retries) || retries < 0) throw new RangeError(`task retries must be an integer >= 0, got ${retries}`);
   return {
@@ -66,11 +84,19 @@ export function makeTaskDef(options: TaskOptions, fn: (...args: never[]) => unkn
     retryBackoff: options.retryBackoff ?? 1,
     timeoutMs: options.timeout === undefined ? undefined : toMs(options.timeout),
     tags: options.tags ?? [],
+    cacheKey: options.cacheKey as ((...args: never[]) => string) | undefined,
+    cacheExpirationMs: options.cacheExpiration === undefined ? undefined : toMs(options.cacheExpiration),
     fn,
   };
 }
 
-function emitState(flow: FlowRunScope, taskRunId: string, attempt: number, state: StateProposal): void {
+function emitState(
+  flow: FlowRunScope,
+  taskRunId: string,
+  attempt: number,
+  state: StateProposal,
+  result?: { resultRef?: string | undefined; cacheKey?: string | undefined },
+): void {
   flow.reporter.event({
     kind: "task_run.state",
     eventId: randomUUID(),
@@ -78,7 +104,22 @@ function emitState(flow: FlowRunScope, taskRunId: string, attempt: number, state
     attempt,
     state,
     timestamp: new Date().toISOString(),
+    ...(result?.resultRef ? { resultRef: result.resultRef } : {}),
+    ...(result?.cacheKey ? { cacheKey: result.cacheKey } : {}),
   });
+}
+
+/**
+ * The key a task call's result is stored under: the task's own cache key (reusable across
+ * runs), else one that only a later attempt of the same flow run can produce.
+ */
+function cacheKeyOf(def: TaskDef, flow: FlowRunScope, dynamicKey: number, args: unknown[]): string | undefined {
+  if (!flow.resultStore) return undefined;
+  if (def.cacheKey) return `task:${def.name}:${def.cacheKey(...(args as never[]))}`;
+  // Run-scoped keys matter only between attempts: kept while retries remain, looked up after the first.
+  if (!flow.persistResults && flow.attempt === 1) return undefined;
+  const inputs = hashInputs(args);
+  return inputs === undefined ? undefined : `run:${flow.rootFlowRunId}:${flow.flowName}:${def.name}:${dynamicKey}:${inputs}`;
 }
 
 /**
@@ -115,12 +156,46 @@ export function callTask(def: TaskDef, self: unknown, args: unknown[]): Promise<
 async function runAttempts(def: TaskDef, flow: FlowRunScope, id: string, dynamicKey: number, self: unknown, args: unknown[]) {
   // Promises of task results passed as arguments are awaited first (their edges are recorded).
   const resolvedArgs = await Promise.all(args);
+  const store = flow.resultStore;
+  const cacheKey = cacheKeyOf(def, flow, dynamicKey, resolvedArgs);
+  if (store && cacheKey && (def.cacheKey || flow.attempt > 1)) {
+    const hit = await store.get(cacheKey);
+    if (hit) {
+      emitState(
+        flow,
+        id,
+        1,
+        { type: "COMPLETED", name: "Cached", message: `reused the stored result ${hit.ref}` },
+        { resultRef: hit.ref, cacheKey },
+      );
+      recordResult(hit.value, id, flow.results);
+      return hit.value;
+    }
+  }
+  // Tag limits (e.g. at most 2 `gpu` tasks in the workspace): wait PENDING for the slots.
+  if (def.tags.length && flow.reporter.acquireSlots) {
+    emitState(flow, id, 0, {
+      type: "PENDING",
+      name: "Pending",
+      message: `waiting for a concurrency slot: ${def.tags.join(", ")}`,
+    });
+    await flow.reporter.acquireSlots(id, def.tags);
+  }
   for (let attempt = 1; ; attempt++) {
     emitState(flow, id, attempt, { type: "RUNNING", name: attempt === 1 ? "Running" : "Retrying" });
     try {
       const work = runInScope({ flow, taskRunId: id }, async () => def.fn.apply(self, resolvedArgs as never[]));
       const result = await withTimeout(work, def.timeoutMs, `task ${def.name}-${dynamicKey}`);
-      emitState(flow, id, attempt, { type: "COMPLETED", name: "Completed" });
+      const expiresAt = def.cacheExpirationMs === undefined ? undefined : new Date(Date.now() + def.cacheExpirationMs);
+      const keep = store && cacheKey && (def.cacheKey || flow.persistResults);
+      const resultRef = keep ? await store.put(cacheKey, result, expiresAt).catch(() => undefined) : undefined;
+      emitState(
+        flow,
+        id,
+        attempt,
+        { type: "COMPLETED", name: "Completed" },
+        { resultRef, cacheKey: resultRef ? cacheKey : undefined },
+      );
       recordResult(result, id, flow.results);
       return result;
     } catch (err) {

@@ -2,9 +2,16 @@
 ALTER TABLE "Deployment" ADD COLUMN     "collisionStrategy" TEXT NOT NULL DEFAULT 'ENQUEUE',
 ADD COLUMN     "concurrencyLimit" INTEGER;
 
+-- DropIndex
+DROP INDEX "TaskRun_flowRunId_taskKey_dynamicKey_key";
+
 -- AlterTable
 ALTER TABLE "TaskRun" ADD COLUMN     "cacheKey" TEXT,
+ADD COLUMN     "flowRunAttempt" INTEGER NOT NULL DEFAULT 1,
 ADD COLUMN     "resultRef" TEXT;
+
+-- CreateIndex
+CREATE UNIQUE INDEX "TaskRun_flowRunId_flowRunAttempt_taskKey_dynamicKey_key" ON "TaskRun"("flowRunId", "flowRunAttempt", "taskKey", "dynamicKey");
 
 -- CreateTable
 CREATE TABLE "WorkPool" (

@@ -5,6 +5,13 @@ ALTER TABLE "Deployment" ADD COLUMN "collisionStrategy" TEXT NOT NULL DEFAULT 'E
 -- AlterTable
 ALTER TABLE "TaskRun" ADD COLUMN "cacheKey" TEXT;
 ALTER TABLE "TaskRun" ADD COLUMN "resultRef" TEXT;
+ALTER TABLE "TaskRun" ADD COLUMN "flowRunAttempt" INTEGER NOT NULL DEFAULT 1;
+
+-- DropIndex
+DROP INDEX "TaskRun_flowRunId_taskKey_dynamicKey_key";
+
+-- CreateIndex
+CREATE UNIQUE INDEX "TaskRun_flowRunId_flowRunAttempt_taskKey_dynamicKey_key" ON "TaskRun"("flowRunId", "flowRunAttempt", "taskKey", "dynamicKey");
 
 -- CreateTable
 CREATE TABLE "WorkPool" (

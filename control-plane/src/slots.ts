@@ -1,0 +1,115 @@
+import type { Db } from "@ferry/prisma";
+import { type AcquireSlots, PROTOCOL_VERSION } from "@ferry/sdk/protocol";
+import type { AgentConnection } from "./agents/connection.ts";
+import { newId } from "./ids.ts";
+import type { Logger } from "./logger.ts";
+
+interface Waiter {
+  conn: AgentConnection;
+  request: AcquireSlots;
+}
+
+/**
+ * Workspace-wide limits per task tag (e.g. at most 2 concurrent `gpu` tasks). A slot is a
+ * row that belongs to the root flow run's attempt: it is freed when the task run ends, and
+ * in any case when the attempt ends, however it ends (lease expiry included), so a crash
+ * never leaks one. Waiting requests live in memory; agents ask again after a reconnect.
+ */
+export class TagSlots {
+  private readonly waiting = new Map<string, Waiter[]>();
+  private draining = new Set<string>();
+  /** Grants are decided one at a time per workspace (count, then insert) in this process. */
+  private readonly locks = new Map<string, Promise<unknown>>();
+
+  constructor(
+    private readonly db: Db,
+    private readonly log: Logger,
+  ) {}
+
+  async acquire(conn: AgentConnection, request: AcquireSlots): Promise<void> {
+    if (await this.tryGrant(conn, request)) return;
+    const queue = this.waiting.get(conn.workspaceId) ?? [];
+    if (!queue.some((w) => w.request.taskRunId === request.taskRunId)) queue.push({ conn, request });
+    this.waiting.set(conn.workspaceId, queue);
+  }
+
+  /** Slots were freed in a workspace: grant waiting requests in arrival order. */
+  async released(workspaceId: string): Promise<void> {
+    if (this.draining.has(workspaceId)) return;
+    this.draining.add(workspaceId);
+    try {
+      const queue = this.waiting.get(workspaceId) ?? [];
+      const still: Waiter[] = [];
+      for (const w of queue) {
+        if (!w.conn.open) continue; // the agent asks again when it reconnects
+        if (!(await this.tryGrant(w.conn, w.request))) still.push(w);
+      }
+      this.waiting.set(workspaceId, still);
+    } finally {
+      this.draining.delete(workspaceId);
+    }
+  }
+
+  /** Frees the slots of task runs that ended. */
+  async releaseTasks(workspaceId: string, taskRunIds: string[]): Promise<void> {
+    if (!taskRunIds.length) return;
+    const { count } = await this.db.concurrencySlot.deleteMany({ where: { workspaceId, taskRunId: { in: taskRunIds } } });
+    if (count) await this.released(workspaceId);
+  }
+
+  private tryGrant(conn: AgentConnection, request: AcquireSlots): Promise<boolean> {
+    const previous = this.locks.get(conn.workspaceId) ?? Promise.resolve();
+    const next = previous.then(() => this.grant(conn, request));
+    const settled = next.catch(() => false);
+    this.locks.set(conn.workspaceId, settled);
+    void settled.then(() => {
+      if (this.locks.get(conn.workspaceId) === settled) this.locks.delete(conn.workspaceId);
+    });
+    return next;
+  }
+
+  private async grant(conn: AgentConnection, request: AcquireSlots): Promise<boolean> {
+    const workspaceId = conn.workspaceId;
+    const run = await this.db.flowRun.findFirst({
+      where: { id: request.flowRunId, workspaceId, agentId: conn.agentId, attempt: request.attempt },
+      select: { stateType: true },
+    });
+    if (!run || !["PENDING", "RUNNING"].includes(run.stateType)) return true; // the attempt is over: nothing to wait for
+    const granted = await this.db.$transaction(async (tx) => {
+      const held = await tx.concurrencySlot.findMany({
+        where: { workspaceId, taskRunId: request.taskRunId },
+        select: { tag: true },
+      });
+      const missing = request.tags.filter((t) => !held.some((h) => h.tag === t));
+      const limits = await tx.tagLimit.findMany({ where: { workspaceId, tag: { in: missing } } });
+      for (const limit of limits) {
+        const used = await tx.concurrencySlot.count({ where: { workspaceId, tag: limit.tag } });
+        if (used >= limit.maxConcurrent) return false;
+      }
+      // Only limited tags take a slot; the others are free.
+      await tx.concurrencySlot.createMany({
+        data: limits.map((l) => ({
+          id: newId(),
+          workspaceId,
+          tag: l.tag,
+          taskRunId: request.taskRunId,
+          flowRunId: request.flowRunId,
+          attempt: request.attempt,
+        })),
+      });
+      return true;
+    });
+    if (granted) {
+      conn.send({
+        type: "slots.granted",
+        v: PROTOCOL_VERSION,
+        flowRunId: request.flowRunId,
+        attempt: request.attempt,
+        taskRunId: request.taskRunId,
+      });
+    } else {
+      this.log.debug({ taskRunId: request.taskRunId, tags: request.tags }, "task run waits for a concurrency slot");
+    }
+    return granted;
+  }
+}
