@@ -45,8 +45,17 @@ export interface ControlPlane {
 }
 
 export async function startControlPlane(options: ControlPlaneOptions): Promise<ControlPlane> {
-  const log = logger.child({ component: "server" });
   const database = await openDatabase(options.databaseUrl);
+  try {
+    return await start(database, options);
+  } catch (err) {
+    await database.close(); // e.g. the port is taken: do not leave the database open
+    throw err;
+  }
+}
+
+async function start(database: OpenDatabase, options: ControlPlaneOptions): Promise<ControlPlane> {
+  const log = logger.child({ component: "server" });
   const { db } = database;
   const heartbeatIntervalMs = options.heartbeatIntervalMs ?? 5_000;
   const leaseMs = options.leaseMs ?? 15_000;

@@ -1,9 +1,10 @@
 import { LogLevel } from "@ferry/sdk/protocol";
 import { z } from "zod";
+import { flowRunTree } from "../orchestration/flow-runs.ts";
 import { router, scoped } from "../trpc.ts";
 
 export const logsRouter = router({
-  /** Log lines of a flow run (and its child flow runs) in order; page with `afterId`. */
+  /** Log lines of a flow run and all its child flow runs, in order; page with `afterId`. */
   list: scoped("read")
     .input(
       z.object({
@@ -16,14 +17,11 @@ export const logsRouter = router({
     )
     .query(async ({ ctx, input }) => {
       const workspaceId = ctx.principal.workspaceId;
-      const children = await ctx.db.flowRun.findMany({
-        where: { workspaceId, parentFlowRunId: input.flowRunId },
-        select: { id: true },
-      });
+      const runIds = await flowRunTree(ctx.db, workspaceId, input.flowRunId);
       const items = await ctx.db.log.findMany({
         where: {
           workspaceId,
-          flowRunId: { in: [input.flowRunId, ...children.map((c) => c.id)] },
+          flowRunId: { in: runIds },
           ...(input.afterId !== undefined ? { id: { gt: input.afterId } } : {}),
           ...(input.level ? { level: { in: input.level } } : {}),
           ...(input.taskRunId ? { taskRunId: input.taskRunId } : {}),
