@@ -1,6 +1,15 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { deployFixtures, ferry, PROVIDERS, postgresUnavailable, startAgent, useServer, waitUntil } from "./harness.ts";
+import {
+  deployFixtures,
+  ferry,
+  flowProcesses,
+  PROVIDERS,
+  postgresUnavailable,
+  startAgent,
+  useServer,
+  waitUntil,
+} from "./harness.ts";
 
 /** The most intervals overlapping at any instant. */
 function peakOverlap(intervals: { start: string | null; end: string | null }[]): number {
@@ -111,6 +120,23 @@ for (const provider of PROVIDERS) {
       assert.equal(a?.stateType, "COMPLETED");
       assert.equal(b?.stateType, "CANCELLED");
       assert.match(b?.stateMessage ?? "", /concurrency limit of 1 reached/);
+    });
+
+    test("a flow timeout ends the run TimedOut, kills its process and frees the slot", { skip }, async () => {
+      await api().deployments.upsert.mutate({
+        name: "sleepy-timeout",
+        flowName: "sleepy",
+        entrypoint: "flows/train.ts",
+        paramsSchema: { type: "object" },
+        timeoutMs: 700,
+      });
+      const run = await api().runs.create.mutate({ deployment: "sleepy-timeout", parameters: { ms: 60_000 } });
+      const [done] = await finish([run.id]);
+      assert.equal(done?.stateType, "FAILED");
+      assert.equal(done?.stateName, "TimedOut");
+      assert.match(done?.stateMessage ?? "", /exceeded its timeout of 700 ms/);
+      await waitUntil("the slot is free", async () => (await api().agents.list.query()).every((a) => a.inUse === 0));
+      await waitUntil("the process is gone", async () => !flowProcesses().some((p) => p.flowRunId === run.id));
     });
 
     test("an idempotency key returns the run it created first", { skip }, async () => {
