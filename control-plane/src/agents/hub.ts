@@ -256,6 +256,8 @@ export class AgentHub {
     attempt: number,
     message: string,
   ): Promise<void> {
+    // An attempt beyond the column's 32 bits names no run (and PostgreSQL would refuse the query).
+    if (attempt > 2 ** 31 - 1) return;
     const now = new Date();
     // The reason comes from the agent: PostgreSQL refuses NUL in text, and an INTERNAL answer
     // would have the agent send the reject again forever.
