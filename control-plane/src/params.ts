@@ -5,6 +5,8 @@ import { Ajv2020, type ValidateFunction } from "ajv/dist/2020.js";
  * zod schema at deploy time), so a bad run is refused before it is created. The flow
  * process validates again with the zod schema itself before the body runs.
  */
+const MAX_ISSUES = 20;
+
 export class ParamsValidator {
   private readonly ajv = new Ajv2020({ allErrors: true, strict: false });
   private readonly cache = new Map<string, ValidateFunction>();
@@ -22,10 +24,16 @@ export class ParamsValidator {
       this.cache.set(schemaJson, validate);
     }
     if (validate(params)) return [];
-    return (validate.errors ?? []).map((e) => {
-      const where = e.instancePath ? e.instancePath.slice(1).replaceAll("/", ".") : "(root)";
-      const extra = e.keyword === "additionalProperties" ? ` (${String(e.params.additionalProperty)})` : "";
-      return `${where}: ${e.message ?? "is invalid"}${extra}`;
-    });
+    const issues = [
+      ...new Set(
+        (validate.errors ?? []).map((e) => {
+          const where = e.instancePath ? e.instancePath.slice(1).replaceAll("/", ".") : "(root)";
+          const extra = e.keyword === "additionalProperties" ? ` (${String(e.params.additionalProperty)})` : "";
+          return `${where}: ${e.message ?? "is invalid"}${extra}`;
+        }),
+      ),
+    ];
+    // A huge invalid input must not produce a huge answer.
+    return issues.length > MAX_ISSUES ? [...issues.slice(0, MAX_ISSUES), `… and ${issues.length - MAX_ISSUES} more`] : issues;
   }
 }

@@ -45,12 +45,17 @@ export function lostRunState(stateType: string, crashMessage: string): StateProp
     : { type: "CRASHED", name: "Crashed", message: crashMessage };
 }
 
+/** PostgreSQL text cannot hold NUL characters: they are replaced so a report is never refused. */
+export function storable(text: string | undefined): string | null {
+  return text === undefined ? null : text.replaceAll("\u0000", "\uFFFD");
+}
+
 /** Columns that follow from entering a state. */
 function stateColumns(run: FlowRun, state: StateProposal, at: Date) {
   return {
     stateType: state.type,
     stateName: state.name,
-    stateMessage: state.message ?? null,
+    stateMessage: storable(state.message),
     stateTimestamp: at,
     ...(state.type === "RUNNING" && !run.startTime ? { startTime: at } : {}),
     ...(isTerminal(state.type) ? { endTime: at, leaseExpiresAt: null } : {}),
@@ -115,7 +120,7 @@ export async function proposeFlowRunState(db: Db, input: ProposeInput): Promise<
           flowRunId: run.id,
           type: input.state.type,
           name: input.state.name,
-          message: input.state.message ?? null,
+          message: storable(input.state.message),
           timestamp: at,
           attempt: run.attempt,
           eventId: input.eventId ?? null,

@@ -9,7 +9,7 @@ import {
   TERMINAL_STATES,
 } from "@ferry/sdk/protocol";
 import { newId } from "../ids.ts";
-import { flowRunTree, proposeFlowRunState } from "./flow-runs.ts";
+import { flowRunTree, proposeFlowRunState, storable } from "./flow-runs.ts";
 
 /**
  * Applies a batch of runtime events of one dispatched (root) run. Idempotent: task runs
@@ -77,7 +77,24 @@ export async function applyRunEvents(db: Db, root: FlowRun, attempt: number, eve
   if (taskCreates.length) {
     const existing = await db.taskRun.findMany({ where: { id: { in: taskCreates.map((e) => e.id) } }, select: { id: true } });
     const have = new Set(existing.map((r) => r.id));
-    const fresh = taskCreates.filter((e) => !have.has(e.id) && knownRuns.has(e.flowRunId));
+    // Skip task runs already stored, duplicates within the batch, and a second id for a call
+    // (run, attempt, task, index) already recorded: a batch must never fail on a replay.
+    const calls = await db.taskRun.findMany({
+      where: {
+        flowRunId: { in: [...new Set(taskCreates.map((e) => e.flowRunId))] },
+        flowRunAttempt: attempt,
+        taskKey: { in: [...new Set(taskCreates.map((e) => e.taskKey))] },
+      },
+      select: { flowRunId: true, taskKey: true, dynamicKey: true },
+    });
+    const taken = new Set(calls.map((c) => `${c.flowRunId}\u0000${c.taskKey}\u0000${c.dynamicKey}`));
+    const fresh = taskCreates.filter((e) => {
+      const call = `${e.flowRunId}\u0000${e.taskKey}\u0000${e.dynamicKey}`;
+      if (have.has(e.id) || taken.has(call) || !knownRuns.has(e.flowRunId)) return false;
+      have.add(e.id);
+      taken.add(call);
+      return true;
+    });
     if (fresh.length) {
       await db.$transaction([
         db.taskRun.createMany({
@@ -130,7 +147,11 @@ export async function applyRunEvents(db: Db, root: FlowRun, attempt: number, eve
 async function applyTaskStates(db: Db, workspaceId: string, events: readonly TaskRunStateChanged[]): Promise<void> {
   const seen = await db.taskRunState.findMany({ where: { id: { in: events.map((e) => e.eventId) } }, select: { id: true } });
   const done = new Set(seen.map((s) => s.id));
-  const fresh = events.filter((e) => !done.has(e.eventId));
+  const fresh = events.filter((e) => {
+    if (done.has(e.eventId)) return false;
+    done.add(e.eventId); // duplicates within one batch count once
+    return true;
+  });
   if (!fresh.length) return;
   const runs = await db.taskRun.findMany({
     where: { workspaceId, id: { in: [...new Set(fresh.map((e) => e.taskRunId))] } },
@@ -153,7 +174,7 @@ async function applyTaskStates(db: Db, workspaceId: string, events: readonly Tas
         taskRunId: e.taskRunId,
         type: e.state.type,
         name: e.state.name,
-        message: e.state.message ?? null,
+        message: storable(e.state.message),
         timestamp: new Date(e.timestamp),
         attempt: e.attempt,
       })),
@@ -167,7 +188,7 @@ async function applyTaskStates(db: Db, workspaceId: string, events: readonly Tas
         data: {
           stateType: e.state.type,
           stateName: e.state.name,
-          stateMessage: e.state.message ?? null,
+          stateMessage: storable(e.state.message),
           stateTimestamp: at,
           attempt: e.attempt,
           ...(e.resultRef ? { resultRef: e.resultRef } : {}),
@@ -200,7 +221,11 @@ export async function applyLogs(db: Db, root: FlowRun, attempt: number, lines: r
   });
   const have = new Set(existing.map((l) => l.seq));
   const rows = lines
-    .filter((l) => !have.has(l.seq))
+    .filter((l) => {
+      if (have.has(l.seq)) return false;
+      have.add(l.seq); // a seq repeated within the batch is stored once
+      return true;
+    })
     .map((l) => ({
       workspaceId: root.workspaceId,
       flowRunId: l.flowRunId && children.has(l.flowRunId) ? l.flowRunId : root.id,
@@ -208,7 +233,7 @@ export async function applyLogs(db: Db, root: FlowRun, attempt: number, lines: r
       attempt,
       seq: l.seq,
       level: l.level,
-      message: l.message,
+      message: storable(l.message) ?? "",
       timestamp: new Date(l.timestamp),
     }));
   if (rows.length) await db.log.createMany({ data: rows });

@@ -1,3 +1,4 @@
+import { JsonObject } from "@ferry/sdk/protocol";
 import { z } from "zod";
 import { DomainError } from "../errors.ts";
 import { newId } from "../ids.ts";
@@ -23,8 +24,8 @@ export const DeploymentInput = z.object({
       (p) => !p.startsWith("/") && !p.split(/[\\/]/).includes(".."),
       "must be a relative path inside the agent's directory",
     ),
-  paramsSchema: z.record(z.string(), z.unknown()),
-  defaultParams: z.record(z.string(), z.unknown()).default({}),
+  paramsSchema: JsonObject,
+  defaultParams: JsonObject.default({}),
   workPool: Name.default("default"),
   tags: z.array(z.string().min(1).max(100)).max(50).default([]),
   retries: z.number().int().min(0).max(100).default(0),

@@ -1,4 +1,4 @@
-import { PROTOCOL_VERSION, StateType } from "@ferry/sdk/protocol";
+import { JsonObject, PROTOCOL_VERSION, StateType } from "@ferry/sdk/protocol";
 import { z } from "zod";
 import type { Context } from "../context.ts";
 import { DomainError } from "../errors.ts";
@@ -9,7 +9,7 @@ import { IdInput, Limit, parseJson } from "./shared.ts";
 
 export const CreateRunInput = z.object({
   deployment: z.string().min(1).max(200),
-  parameters: z.record(z.string(), z.unknown()).default({}),
+  parameters: JsonObject.default({}),
   /** The same key in the same workspace returns the run created first instead of a new one. */
   idempotencyKey: z.string().min(1).max(200).optional(),
   tags: z.array(z.string().min(1).max(100)).max(50).optional(),

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { Id, JsonObject, LIMITS, Name, StateProposal, Timestamp, Version } from "./common.ts";
+import { Counter, Id, JsonObject, LIMITS, Name, StateProposal, Timestamp, Version } from "./common.ts";
 import { LogLine, RunEvent } from "./events.ts";
 
 /** WebSocket path of the agent channel, versioned with the protocol. */
@@ -19,7 +19,7 @@ export const CloseCode = {
 } as const;
 export type CloseCode = (typeof CloseCode)[keyof typeof CloseCode];
 
-export const RunRef = z.object({ flowRunId: Id, attempt: z.number().int().nonnegative() });
+export const RunRef = z.object({ flowRunId: Id, attempt: Counter });
 export type RunRef = z.infer<typeof RunRef>;
 
 const MsgId = z.number().int().nonnegative();
@@ -211,6 +211,3 @@ export const ServerMessage = z.discriminatedUnion("type", [
   SlotsGranted,
 ]);
 export type ServerMessage = z.infer<typeof ServerMessage>;
-
-// `JsonObject` is re-exported for users of RunAssign.parameters.
-export type { JsonObject };

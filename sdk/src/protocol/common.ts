@@ -24,7 +24,14 @@ export type Id = z.infer<typeof Id>;
 
 export const Name = z.string().min(1).max(LIMITS.maxNameChars);
 
-export const Timestamp = z.iso.datetime({ offset: true });
+/** An ISO-8601 instant with an offset, in years both databases store (1970–9999). */
+export const Timestamp = z.iso.datetime({ offset: true }).refine((t) => {
+  const ms = Date.parse(t);
+  return ms >= 0 && ms < Date.UTC(10_000, 0, 1);
+}, "timestamp out of range (1970–9999)");
+
+/** Counters stored in 32-bit integer columns (attempts, sequence numbers, call indexes). */
+export const Counter = z.number().int().nonnegative().max(2_147_483_647);
 export type Timestamp = z.infer<typeof Timestamp>;
 
 export const StateType = z.enum([
@@ -59,7 +66,26 @@ export const LogLevel = z.enum(["debug", "info", "warn", "error"]);
 export type LogLevel = z.infer<typeof LogLevel>;
 
 /** JSON values as they cross the wire (parameters). */
-export const JsonObject = z.record(z.string(), z.unknown());
+/** Deepest nesting accepted in user JSON (parameters, schemas): deeper values cannot be stored or echoed safely. */
+export const MAX_JSON_DEPTH = 64;
+
+/** The nesting depth of a JSON value, computed without recursion (so a hostile value cannot overflow the stack). */
+export function jsonDepth(value: unknown, limit = MAX_JSON_DEPTH + 1): number {
+  let deepest = 0;
+  const stack: [unknown, number][] = [[value, 1]];
+  while (stack.length) {
+    const [v, depth] = stack.pop() as [unknown, number];
+    if (typeof v !== "object" || v === null) continue;
+    deepest = Math.max(deepest, depth);
+    if (deepest >= limit) return deepest;
+    for (const child of Object.values(v)) stack.push([child, depth + 1]);
+  }
+  return deepest;
+}
+
+export const JsonObject = z
+  .record(z.string(), z.unknown())
+  .refine((v) => jsonDepth(v) <= MAX_JSON_DEPTH, `nested deeper than ${MAX_JSON_DEPTH} levels`);
 export type JsonObject = z.infer<typeof JsonObject>;
 
 export const SerializedError = z.object({

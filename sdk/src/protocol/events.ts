@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { Id, JsonObject, LIMITS, LogLevel, Name, StateProposal, Timestamp } from "./common.ts";
+import { Counter, Id, JsonObject, LIMITS, LogLevel, Name, StateProposal, Timestamp } from "./common.ts";
 
 /**
  * Events the flow runtime produces while a flow run executes. They travel
@@ -13,7 +13,7 @@ export const TaskRunCreated = z.object({
   flowRunId: Id,
   taskKey: Name,
   /** Index of this call among calls of the same task in the same flow run. */
-  dynamicKey: z.number().int().nonnegative(),
+  dynamicKey: Counter,
   name: Name,
   tags: z.array(Name).max(50),
   maxRetries: z.number().int().nonnegative().max(1000),
@@ -29,7 +29,7 @@ export const TaskRunStateChanged = z.object({
   kind: z.literal("task_run.state"),
   eventId: Id,
   taskRunId: Id,
-  attempt: z.number().int().nonnegative(),
+  attempt: Counter,
   state: StateProposal,
   timestamp: Timestamp,
   /** Where the result was stored (or found, for Cached), in the result store on the agent's side. */
@@ -79,5 +79,5 @@ export const LogRecord = z.object({
 export type LogRecord = z.infer<typeof LogRecord>;
 
 /** A log line numbered by the agent: (flowRunId, attempt, seq) identifies it for idempotent replay. */
-export const LogLine = LogRecord.extend({ seq: z.number().int().nonnegative() });
+export const LogLine = LogRecord.extend({ seq: Counter });
 export type LogLine = z.infer<typeof LogLine>;

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { Id, JsonObject, Name, SerializedError, StateProposal, Version } from "./common.ts";
+import { Counter, Id, JsonObject, Name, SerializedError, StateProposal, Version } from "./common.ts";
 import { LogRecord, RunEvent } from "./events.ts";
 
 /**
@@ -13,7 +13,7 @@ export const IpcStart = z.object({
   type: z.literal("start"),
   v: Version,
   flowRunId: Id,
-  attempt: z.number().int().nonnegative(),
+  attempt: Counter,
   /** Absolute path of the module that defines the flow. */
   entrypoint: z.string().min(1),
   flowName: Name,
