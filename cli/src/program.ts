@@ -36,6 +36,13 @@ const RetentionFlag = z.string().transform((text, ctx) => {
   return z.NEVER;
 });
 
+/** `--retention` as both `ferry dev` and `ferry server start` take it. */
+const RETENTION_OPTION = [
+  "--retention <duration>",
+  "delete finished runs, their states and logs this long after they end (0 keeps them)",
+  "30d",
+] as const;
+
 function client(flags: { api?: string; token?: string }) {
   const { apiUrl, token } = apiConfig(flags);
   return createFerryClient(apiUrl, token);
@@ -86,11 +93,7 @@ export function buildProgram(): Command {
     .option("--web-port <port>", "web app port (0 disables the web app)", "3000")
     .option("--database-url <url>", "database (env FERRY_DATABASE_URL; default .ferry/ferry.db)")
     .option("--no-examples", "do not deploy the example flows")
-    .option(
-      "--retention <duration>",
-      "delete finished runs, their states and logs this long after they end (0 keeps them)",
-      "30d",
-    )
+    .option(...RETENTION_OPTION)
     .action(async (flags) => {
       const f = parseFlags(
         z.object({
@@ -122,11 +125,7 @@ export function buildProgram(): Command {
     .option("--heartbeat <duration>", "agent heartbeat interval", "5s")
     .option("--lease <duration>", "run lease duration", "15s")
     .option("--cors-origin <origin>", "allow browser calls from this origin (repeatable)", collect)
-    .option(
-      "--retention <duration>",
-      "delete finished runs, their states and logs this long after they end (0 keeps them)",
-      "30d",
-    )
+    .option(...RETENTION_OPTION)
     .action(async (flags) => {
       const f = parseFlags(
         z.object({
