@@ -129,7 +129,7 @@ export class FlowProcess {
           entrypoint,
           flowName: this.assign.flowName,
           parameters: this.assign.parameters,
-          maxRetries: this.assign.maxRetries,
+          retriesLeft: this.assign.retriesLeft,
           ...(this.options.resultDir ? { resultDir: this.options.resultDir } : {}),
         });
         return;

@@ -257,7 +257,7 @@ export class Dispatcher {
       entrypoint: run.deployment.entrypoint,
       parameters: JSON.parse(run.parametersJson) as Record<string, unknown>,
       ...(run.timeoutMs ? { timeoutMs: run.timeoutMs } : {}),
-      maxRetries: run.maxRetries,
+      retriesLeft: Math.max(0, run.maxRetries - run.retryCount),
       leaseExpiresAt: leaseExpiresAt.toISOString(),
     });
     return true;

@@ -78,13 +78,6 @@ async function start(database: OpenDatabase, options: ControlPlaneOptions): Prom
   const retention = new RetentionJob(db, logger.child({ component: "retention" }), options.retention);
 
   const app = new Hono();
-  // An error answer may be sent before the request body was read (413, or a refusal before
-  // parsing); the server then cannot reuse the connection, so it says so instead of letting
-  // the client's next request on it fail.
-  app.use("/trpc/*", async (c, next) => {
-    await next();
-    if (c.res.status >= 400) c.res.headers.set("connection", "close");
-  });
   app.use("/trpc/*", cors({ origin: options.corsOrigins ?? [], credentials: true }));
   app.use(
     "/trpc/*",

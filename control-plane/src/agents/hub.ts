@@ -248,7 +248,10 @@ export class AgentHub {
     }
   }
 
-  /** PENDING → SCHEDULED without spending an attempt (the run never started). */
+  /**
+   * PENDING → SCHEDULED: the run never started, so no retry is used. The attempt number is
+   * kept (the next dispatch gets a new one): attempts are fencing tokens and never repeat.
+   */
   private async requeue(
     flowRunId: string,
     workspaceId: string,
@@ -272,7 +275,6 @@ export class AgentHub {
           stateTimestamp: now,
           agentId: null,
           leaseExpiresAt: null,
-          attempt: attempt - 1,
         },
       });
       if (updated.count === 1) {
@@ -285,7 +287,7 @@ export class AgentHub {
             name: "Scheduled",
             message: text,
             timestamp: now,
-            attempt: attempt - 1,
+            attempt,
           },
         });
       }

@@ -106,7 +106,7 @@ export async function proposeFlowRunState(db: Db, input: ProposeInput): Promise<
     if (!decision.accept) return reject(decision.reason);
 
     const at = input.timestamp ?? new Date();
-    const retry = shouldRetry(input.state.type, run.attempt, run.maxRetries);
+    const retry = shouldRetry(input.state.type, run.retryCount, run.maxRetries);
     const outcome = await db.$transaction(async (tx) => {
       const updated = await tx.flowRun.updateMany({
         where: { id: run.id, stateType: run.stateType, attempt: run.attempt, stateTimestamp: run.stateTimestamp },
@@ -131,7 +131,10 @@ export async function proposeFlowRunState(db: Db, input: ProposeInput): Promise<
         const state: StateProposal = {
           type: "SCHEDULED",
           name: "AwaitingRetry",
-          message: `retry ${run.attempt} of ${run.maxRetries} after: ${input.state.message ?? input.state.name}`.slice(0, 8000),
+          message: `retry ${run.retryCount + 1} of ${run.maxRetries} after: ${input.state.message ?? input.state.name}`.slice(
+            0,
+            8000,
+          ),
         };
         const retryAtStamp = new Date(at.getTime() + 1);
         await tx.flowRun.update({
@@ -142,6 +145,7 @@ export async function proposeFlowRunState(db: Db, input: ProposeInput): Promise<
             leaseExpiresAt: null,
             endTime: null,
             expectedStartTime: retryAt,
+            retryCount: { increment: 1 },
           },
         });
         await tx.flowRunState.create({

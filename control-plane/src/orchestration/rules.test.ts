@@ -24,8 +24,8 @@ test("runs never move backwards and agents cannot queue work", () => {
 });
 
 test("retries are granted while attempts remain", () => {
-  assert.equal(shouldRetry("FAILED", 1, 1), true);
-  assert.equal(shouldRetry("FAILED", 2, 1), false);
-  assert.equal(shouldRetry("CRASHED", 1, 0), false);
-  assert.equal(shouldRetry("CANCELLED", 1, 5), false);
+  assert.equal(shouldRetry("FAILED", 0, 1), true);
+  assert.equal(shouldRetry("FAILED", 1, 1), false);
+  assert.equal(shouldRetry("CRASHED", 0, 0), false);
+  assert.equal(shouldRetry("CANCELLED", 0, 5), false);
 });

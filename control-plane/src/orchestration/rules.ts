@@ -33,7 +33,7 @@ export function decideTransition(from: StateType, to: StateType, proposer: Propo
   return { accept: true };
 }
 
-/** Whether a finished attempt gets another one: `attempt` counts from 1, `maxRetries` extra attempts. */
-export function shouldRetry(type: StateType, attempt: number, maxRetries: number): boolean {
-  return (type === "FAILED" || type === "CRASHED") && attempt <= maxRetries;
+/** Whether a failed or crashed attempt gets another one: `retryCount` retries used of `maxRetries`. */
+export function shouldRetry(type: StateType, retryCount: number, maxRetries: number): boolean {
+  return (type === "FAILED" || type === "CRASHED") && retryCount < maxRetries;
 }

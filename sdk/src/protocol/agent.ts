@@ -139,8 +139,8 @@ export const RunAssign = z.object({
   entrypoint: z.string().min(1).max(1000),
   parameters: JsonObject,
   timeoutMs: z.number().int().positive().optional(),
-  /** Retries of the whole run: while attempts remain, task results are kept for the next one. */
-  maxRetries: z.number().int().nonnegative().default(0),
+  /** Retries of the whole run still available: while some remain, task results are kept for the next attempt. */
+  retriesLeft: Counter.default(0),
   leaseExpiresAt: Timestamp,
 });
 export type RunAssign = z.infer<typeof RunAssign>;

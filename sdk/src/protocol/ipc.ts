@@ -18,7 +18,7 @@ export const IpcStart = z.object({
   entrypoint: z.string().min(1),
   flowName: Name,
   parameters: JsonObject,
-  maxRetries: z.number().int().nonnegative().default(0),
+  retriesLeft: Counter.default(0),
   /** The agent's result store (a directory); absent: results are not kept. */
   resultDir: z.string().min(1).optional(),
 });

@@ -83,9 +83,7 @@ async function run(start: IpcStart): Promise<never> {
     attempt: start.attempt,
     reporter,
     signal: abort.signal,
-    ...(start.resultDir
-      ? { resultStore: new LocalResultStore(start.resultDir), persistResults: start.attempt <= start.maxRetries }
-      : {}),
+    ...(start.resultDir ? { resultStore: new LocalResultStore(start.resultDir), persistResults: start.retriesLeft > 0 } : {}),
   });
   if (outcome.error !== undefined) {
     const e = serializeError(outcome.error);

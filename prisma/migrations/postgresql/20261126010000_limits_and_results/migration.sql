@@ -6,6 +6,9 @@ ADD COLUMN     "concurrencyLimit" INTEGER;
 DROP INDEX "TaskRun_flowRunId_taskKey_dynamicKey_key";
 
 -- AlterTable
+ALTER TABLE "FlowRun" ADD COLUMN     "retryCount" INTEGER NOT NULL DEFAULT 0;
+
+-- AlterTable
 ALTER TABLE "TaskRun" ADD COLUMN     "cacheKey" TEXT,
 ADD COLUMN     "flowRunAttempt" INTEGER NOT NULL DEFAULT 1,
 ADD COLUMN     "resultRef" TEXT;

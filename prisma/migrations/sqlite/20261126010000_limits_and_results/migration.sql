@@ -3,6 +3,9 @@ ALTER TABLE "Deployment" ADD COLUMN "concurrencyLimit" INTEGER;
 ALTER TABLE "Deployment" ADD COLUMN "collisionStrategy" TEXT NOT NULL DEFAULT 'ENQUEUE';
 
 -- AlterTable
+ALTER TABLE "FlowRun" ADD COLUMN "retryCount" INTEGER NOT NULL DEFAULT 0;
+
+-- AlterTable
 ALTER TABLE "TaskRun" ADD COLUMN "cacheKey" TEXT;
 ALTER TABLE "TaskRun" ADD COLUMN "resultRef" TEXT;
 ALTER TABLE "TaskRun" ADD COLUMN "flowRunAttempt" INTEGER NOT NULL DEFAULT 1;
