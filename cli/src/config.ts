@@ -58,6 +58,9 @@ export function databaseUrl(flag: string | undefined): string {
 export function parseFlags<S extends z.ZodType>(schema: S, flags: unknown): z.output<S> {
   const parsed = schema.safeParse(flags);
   if (parsed.success) return parsed.data;
-  const lines = parsed.error.issues.map((i) => `  --${i.path.join(".")}: ${i.message}`);
+  // Name the flag as the user typed it: concurrencyLimit → --concurrency-limit.
+  const flag = (path: PropertyKey[]) =>
+    `--${path.map((p) => String(p).replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)).join(".")}`;
+  const lines = parsed.error.issues.map((i) => `  ${flag(i.path)}: ${i.message}`);
   throw new CliError(`invalid options:\n${lines.join("\n")}`);
 }

@@ -157,22 +157,31 @@ export class Dispatcher {
    */
   private async limits(
     workspaceId: string,
-    due: { workPool: string; deploymentId: string | null }[],
+    due: DueRun[],
   ): Promise<{ admit(run: DueRun): Promise<boolean>; taken(run: DueRun): void }> {
-    const poolNames = [...new Set(due.map((r) => r.workPool))];
-    const deploymentIds = [...new Set(due.flatMap((r) => (r.deploymentId ? [r.deploymentId] : [])))];
-    const [pools, byPool, byDeployment] = await Promise.all([
-      this.db.workPool.findMany({ where: { workspaceId, name: { in: poolNames }, concurrencyLimit: { not: null } } }),
-      this.db.flowRun.groupBy({
-        by: ["workPool"],
-        where: { workspaceId, workPool: { in: poolNames }, stateType: { in: HELD_STATES }, parentFlowRunId: null },
-        _count: { _all: true },
-      }),
-      this.db.flowRun.groupBy({
-        by: ["deploymentId"],
-        where: { workspaceId, deploymentId: { in: deploymentIds }, stateType: { in: HELD_STATES } },
-        _count: { _all: true },
-      }),
+    // Only what a limit applies to is counted: with no limits, a pass costs one small query.
+    const pools = await this.db.workPool.findMany({
+      where: { workspaceId, name: { in: [...new Set(due.map((r) => r.workPool))] }, concurrencyLimit: { not: null } },
+    });
+    const limitedPools = pools.map((p) => p.name);
+    const limitedDeployments = [
+      ...new Set(due.flatMap((r) => (r.deploymentId && r.deployment?.concurrencyLimit != null ? [r.deploymentId] : []))),
+    ];
+    const [byPool, byDeployment] = await Promise.all([
+      limitedPools.length
+        ? this.db.flowRun.groupBy({
+            by: ["workPool"],
+            where: { workspaceId, workPool: { in: limitedPools }, stateType: { in: HELD_STATES }, parentFlowRunId: null },
+            _count: { _all: true },
+          })
+        : [],
+      limitedDeployments.length
+        ? this.db.flowRun.groupBy({
+            by: ["deploymentId"],
+            where: { workspaceId, deploymentId: { in: limitedDeployments }, stateType: { in: HELD_STATES } },
+            _count: { _all: true },
+          })
+        : [],
     ]);
     const poolLimit = new Map(pools.map((p) => [p.name, p.concurrencyLimit ?? Number.POSITIVE_INFINITY]));
     const poolUsed = new Map(byPool.map((g) => [g.workPool, g._count._all]));

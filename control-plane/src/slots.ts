@@ -17,7 +17,8 @@ interface Waiter {
  */
 export class TagSlots {
   private readonly waiting = new Map<string, Waiter[]>();
-  private draining = new Set<string>();
+  /** Workspaces whose waiters are being served, and whether more slots freed meanwhile. */
+  private readonly serving = new Map<string, { again: boolean }>();
   /** Grants are decided one at a time per workspace (count, then insert) in this process. */
   private readonly locks = new Map<string, Promise<unknown>>();
 
@@ -35,18 +36,28 @@ export class TagSlots {
 
   /** Slots were freed in a workspace: grant waiting requests in arrival order. */
   async released(workspaceId: string): Promise<void> {
-    if (this.draining.has(workspaceId)) return;
-    this.draining.add(workspaceId);
+    const current = this.serving.get(workspaceId);
+    if (current) {
+      current.again = true; // the pass in progress looks once more, so no freed slot goes unnoticed
+      return;
+    }
+    const state = { again: true };
+    this.serving.set(workspaceId, state);
     try {
-      const queue = this.waiting.get(workspaceId) ?? [];
-      const still: Waiter[] = [];
-      for (const w of queue) {
-        if (!w.conn.open) continue; // the agent asks again when it reconnects
-        if (!(await this.tryGrant(w.conn, w.request))) still.push(w);
+      while (state.again) {
+        state.again = false;
+        const queue = this.waiting.get(workspaceId) ?? [];
+        const still: Waiter[] = [];
+        for (const w of queue) {
+          if (!w.conn.open) continue; // the agent asks again when it reconnects
+          if (!(await this.tryGrant(w.conn, w.request))) still.push(w);
+        }
+        // Requests that arrived during the pass were appended to the same queue object.
+        const arrived = (this.waiting.get(workspaceId) ?? []).filter((w) => !queue.includes(w));
+        this.waiting.set(workspaceId, [...still, ...arrived]);
       }
-      this.waiting.set(workspaceId, still);
     } finally {
-      this.draining.delete(workspaceId);
+      this.serving.delete(workspaceId);
     }
   }
 

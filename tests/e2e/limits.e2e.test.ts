@@ -52,6 +52,14 @@ for (const provider of PROVIDERS) {
     test("a tag limit caps task runs with that tag across all runs, and frees its slots", { skip }, async () => {
       const set = await ferry(["limit", "set", "gpu", "2"], { cwd: suite.project, env: suite.server.env });
       assert.equal(set.code, 0, set.output);
+      const negative = await ferry(["limit", "set", "gpu", "-1"], { cwd: suite.project, env: suite.server.env });
+      assert.notEqual(negative.code, 0);
+      const zeroPool = await ferry(["pool", "set", "default", "--concurrency-limit", "0"], {
+        cwd: suite.project,
+        env: suite.server.env,
+      });
+      assert.notEqual(zeroPool.code, 0);
+      assert.match(zeroPool.output, /--concurrency-limit/);
       const runs = await Promise.all(
         [1, 2].map(() => api().runs.create.mutate({ deployment: "gpu-fanout", parameters: { n: 3 } })),
       );

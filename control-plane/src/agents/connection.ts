@@ -7,8 +7,6 @@ export class AgentConnection {
   readonly held = new Set<string>();
   /** The agent said it is shutting down: no new work for it. */
   draining = false;
-  /** Answered the last ping (or sent anything) since the one before: the socket is alive. */
-  alive = true;
 
   constructor(
     readonly socket: WebSocket,

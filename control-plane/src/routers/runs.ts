@@ -17,12 +17,14 @@ export const CreateRunInput = z.object({
 
 async function createRun(ctx: Context & { principal: NonNullable<Context["principal"]> }, input: z.infer<typeof CreateRunInput>) {
   const workspaceId = ctx.principal.workspaceId;
-  if (input.idempotencyKey) {
-    const existing = await ctx.db.flowRun.findUnique({
-      where: { workspaceId_idempotencyKey: { workspaceId, idempotencyKey: input.idempotencyKey } },
-    });
-    if (existing) return { run: existing, created: false };
-  }
+  const earlier = () =>
+    input.idempotencyKey
+      ? ctx.db.flowRun.findUnique({
+          where: { workspaceId_idempotencyKey: { workspaceId, idempotencyKey: input.idempotencyKey } },
+        })
+      : null;
+  const existing = await earlier();
+  if (existing) return { run: existing, created: false };
   const deployment = await ctx.db.deployment.findUnique({ where: { workspaceId_name: { workspaceId, name: input.deployment } } });
   if (!deployment) throw new DomainError("NOT_FOUND", `no deployment named "${input.deployment}"`);
   const parameters = { ...parseJson<Record<string, unknown>>(deployment.defaultParamsJson, {}), ...input.parameters };
@@ -66,12 +68,8 @@ async function createRun(ctx: Context & { principal: NonNullable<Context["princi
     return { run, created: true };
   } catch (err) {
     // Two creates with the same idempotency key raced: the loser returns the winner's run.
-    if (input.idempotencyKey) {
-      const existing = await ctx.db.flowRun.findUnique({
-        where: { workspaceId_idempotencyKey: { workspaceId, idempotencyKey: input.idempotencyKey } },
-      });
-      if (existing) return { run: existing, created: false };
-    }
+    const winner = await earlier();
+    if (winner) return { run: winner, created: false };
     throw err;
   }
 }
