@@ -15,8 +15,19 @@ export interface Services {
   params: ParamsValidator;
 }
 
+/** How the web session cookie is set: `SameSite=None; Secure` lets a web app on another site use it. */
+export interface SessionCookieOptions {
+  sameSite: "Lax" | "Strict" | "None";
+  secure: boolean;
+}
+
 export interface Context extends Services {
   principal: Principal | undefined;
   /** Why authentication failed, when it did (for a precise 401 message). */
   authError: string | undefined;
+  /** Headers of the answer (a sign-in sets its cookie here). */
+  resHeaders: Headers;
+  /** The browser origin of the request is one the control plane trusts (or the request has none). */
+  trustedOrigin: boolean;
+  sessionCookie: SessionCookieOptions;
 }

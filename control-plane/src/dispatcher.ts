@@ -2,6 +2,7 @@ import type { Db } from "@ferry/prisma";
 import type { Deployment, FlowRun } from "@ferry/prisma/sqlite";
 import { PROTOCOL_VERSION } from "@ferry/sdk/protocol";
 import type { AgentConnection } from "./agents/connection.ts";
+import { changesOf, runChanged } from "./changes.ts";
 import { newId } from "./ids.ts";
 import type { Logger } from "./logger.ts";
 import { proposeFlowRunState } from "./orchestration/flow-runs.ts";
@@ -257,6 +258,8 @@ export class Dispatcher {
     });
     if (!claimed) return false;
     agent.held.add(run.id);
+    runChanged(this.db, run.workspaceId, run.id);
+    changesOf(this.db).publish({ kind: "agents", workspaceId: run.workspaceId });
     agent.send({
       type: "run.assign",
       v: PROTOCOL_VERSION,

@@ -1,6 +1,7 @@
 import { setImmediate as nextTurn } from "node:timers/promises";
 import type { Db } from "@ferry/prisma";
 import { TERMINAL_STATES } from "@ferry/sdk/protocol";
+import { changesOf } from "./changes.ts";
 import type { Logger } from "./logger.ts";
 
 /** Runs, states and logs older than this are deleted unless configured otherwise. */
@@ -342,6 +343,7 @@ export class RetentionJob {
         }),
       );
       totals.flowRuns += gone.count;
+      if (gone.count) for (const [workspaceId] of groups) changesOf(db).publish({ kind: "runs", workspaceId });
     }
   }
 

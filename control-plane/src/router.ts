@@ -3,6 +3,7 @@ import { authRouter } from "./routers/auth.ts";
 import { deploymentsRouter } from "./routers/deployments.ts";
 import { flowsRouter } from "./routers/flows.ts";
 import { tagLimitsRouter, workPoolsRouter } from "./routers/limits.ts";
+import { liveRouter } from "./routers/live.ts";
 import { logsRouter } from "./routers/logs.ts";
 import { runsRouter } from "./routers/runs.ts";
 import { taskRunsRouter } from "./routers/task-runs.ts";
@@ -20,6 +21,7 @@ export const appRouter = router({
   tokens: tokensRouter,
   workPools: workPoolsRouter,
   tagLimits: tagLimitsRouter,
+  live: liveRouter,
 });
 
 /** The API's type: import it type-only in clients (`import type { AppRouter } from "@ferry/control-plane"`). */

@@ -5,16 +5,18 @@ import { createAdaptorServer } from "@hono/node-server";
 import { fetchRequestHandler } from "@trpc/server/adapters/fetch";
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
+import { getCookie } from "hono/cookie";
 import { cors } from "hono/cors";
 import { AgentHub } from "./agents/hub.ts";
-import { Authenticator } from "./auth/authenticate.ts";
-import type { Context, Services } from "./context.ts";
+import { Authenticator, type AuthResult } from "./auth/authenticate.ts";
+import type { Context, Services, SessionCookieOptions } from "./context.ts";
 import { Dispatcher } from "./dispatcher.ts";
 import { LeaseReaper } from "./leases.ts";
 import { logger } from "./logger.ts";
 import { ParamsValidator } from "./params.ts";
 import { RetentionJob } from "./retention.ts";
 import { appRouter } from "./router.ts";
+import { SESSION_COOKIE } from "./routers/auth.ts";
 import { TagSlots } from "./slots.ts";
 import { type CreatedToken, createWorkspace, sessionKey } from "./workspace.ts";
 
@@ -28,8 +30,10 @@ export interface ControlPlaneOptions {
   leaseMs?: number;
   /** How often expired leases are looked for. */
   leaseSweepMs?: number;
-  /** Origins allowed to call the API from a browser (the web app). */
+  /** Origins allowed to call the API from a browser (the web app), with its session cookie. */
   corsOrigins?: string[];
+  /** The web session cookie: `SameSite=Lax` (default) suits a web app on the same site; `None` (implies Secure) another site. */
+  sessionCookie?: Partial<SessionCookieOptions>;
   /** Deletion of finished runs (with their states and logs) older than `maxAgeMs` (default 30 days; 0 keeps them forever). */
   retention?: { maxAgeMs?: number; periodMs?: number };
 }
@@ -77,8 +81,10 @@ async function start(database: OpenDatabase, options: ControlPlaneOptions): Prom
   const reaper = new LeaseReaper(db, dispatcher, slots, logger.child({ component: "leases" }), options.leaseSweepMs ?? 1_000);
   const retention = new RetentionJob(db, logger.child({ component: "retention" }), options.retention);
 
+  const corsOrigins = new Set((options.corsOrigins ?? []).map((o) => new URL(o).origin));
+  const sessionCookie: SessionCookieOptions = { sameSite: "Lax", secure: false, ...options.sessionCookie };
   const app = new Hono();
-  app.use("/trpc/*", cors({ origin: options.corsOrigins ?? [], credentials: true }));
+  app.use("/trpc/*", cors({ origin: [...corsOrigins], credentials: true, maxAge: 600 }));
   app.use(
     "/trpc/*",
     bodyLimit({ maxSize: LIMITS.maxFrameBytes, onError: (c) => c.json({ error: "request body too large" }, 413) }),
@@ -89,12 +95,20 @@ async function start(database: OpenDatabase, options: ControlPlaneOptions): Prom
       endpoint: "/trpc",
       req: c.req.raw,
       router: appRouter,
-      createContext: async (): Promise<Context> => {
-        const result = await auth.fromHeader(c.req.header("authorization"));
+      createContext: async ({ resHeaders }): Promise<Context> => {
+        const origin = c.req.header("origin");
+        const trustedOrigin = !origin || corsOrigins.has(origin) || origin === new URL(c.req.url).origin;
+        const result = await authenticate(auth, c.req.header("authorization"), getCookie(c, SESSION_COOKIE), {
+          trustedOrigin,
+          safeMethod: c.req.method === "GET" || c.req.method === "HEAD",
+        });
         return {
           ...services,
           principal: result.ok ? result.principal : undefined,
           authError: result.ok ? undefined : result.reason,
+          resHeaders,
+          trustedOrigin,
+          sessionCookie,
         };
       },
       onError: ({ error, path }) => {
@@ -120,6 +134,10 @@ async function start(database: OpenDatabase, options: ControlPlaneOptions): Prom
   const host = options.host && options.host !== "0.0.0.0" && options.host !== "::" ? options.host : "127.0.0.1";
   const url = `http://${host.includes(":") ? `[${host}]` : host}:${address.port}`;
   reaper.start(leaseMs);
+  const sessionPruner = setInterval(() => {
+    auth.pruneSessions().catch((err: unknown) => log.warn({ err }, "could not prune web sessions"));
+  }, 3_600_000);
+  sessionPruner.unref();
   dispatcher.kick();
   retention.start();
   log.info({ url, database: database.provider }, "control plane listening");
@@ -131,6 +149,7 @@ async function start(database: OpenDatabase, options: ControlPlaneOptions): Prom
     database,
     bootstrapToken,
     async close() {
+      clearInterval(sessionPruner);
       reaper.stop();
       dispatcher.stop();
       await retention.stop();
@@ -142,4 +161,24 @@ async function start(database: OpenDatabase, options: ControlPlaneOptions): Prom
       await database.close();
     },
   };
+}
+
+/**
+ * The caller's credential: an `Authorization: Bearer` header (API token or session) wins;
+ * else the web session cookie. A cookie is sent by the browser whoever made the page, so
+ * a state-changing request with it must come from a trusted origin (no cross-site request
+ * forgery); reads are protected by CORS, which never lets another origin see the answer.
+ */
+async function authenticate(
+  auth: Authenticator,
+  header: string | undefined,
+  cookie: string | undefined,
+  request: { trustedOrigin: boolean; safeMethod: boolean },
+): Promise<AuthResult> {
+  if (header) return auth.fromHeader(header);
+  if (!cookie) return { ok: false, reason: "not signed in: send Authorization: Bearer <token> or sign in to the web app" };
+  if (!request.trustedOrigin && !request.safeMethod) {
+    return { ok: false, reason: "the session cookie is not accepted from this origin" };
+  }
+  return auth.fromSessionCookie(cookie);
 }

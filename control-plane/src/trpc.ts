@@ -4,6 +4,9 @@ import type { Context } from "./context.ts";
 import { DomainError, toTRPCError } from "./errors.ts";
 
 const t = initTRPC.context<Context>().create({
+  // Live views (subscriptions over server-sent events): a comment line every 10 s keeps
+  // proxies from closing an idle stream; the client reconnects after 25 s of silence.
+  sse: { ping: { enabled: true, intervalMs: 10_000 }, client: { reconnectAfterInactivityMs: 25_000 } },
   errorFormatter({ shape, error }) {
     const cause = error.cause;
     return {

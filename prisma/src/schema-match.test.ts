@@ -201,6 +201,7 @@ async function roundTripEveryModel(db: Db): Promise<string[]> {
   await db.apiToken.create({
     data: { id: "tok_1", ...common, name: "ci", prefix: "fy_ab", hash: "h".repeat(64), scopes: "[]", expiresAt: at },
   });
+  await db.webSession.create({ data: { id: "ses_1", tokenId: "tok_1", expiresAt: at } });
   await db.setting.create({ data: { key: "session.key", value: "secret" } });
   await db.flow.create({ data: { id: "flow_1", ...common, name: "etl" } });
   await db.deployment.create({
@@ -298,6 +299,8 @@ async function roundTripEveryModel(db: Db): Promise<string[]> {
   const token = await db.apiToken.findUniqueOrThrow({ where: { hash: "h".repeat(64) } });
   assert.equal(token.expiresAt?.toISOString(), at.toISOString());
   assert.equal(token.revokedAt, null);
+  const session = await db.webSession.findUniqueOrThrow({ where: { id: "ses_1" }, include: { token: true } });
+  assert.deepEqual([session.token.name, session.endedAt, session.expiresAt.getTime()], ["ci", null, at.getTime()]);
   assert.equal((await db.setting.findUniqueOrThrow({ where: { key: "session.key" } })).value, "secret");
   const flow = await db.flow.findUniqueOrThrow({ where: { workspaceId_name: { workspaceId, name: "etl" } } });
   assert.ok(flow.updatedAt instanceof Date);
@@ -376,11 +379,13 @@ async function roundTripEveryModel(db: Db): Promise<string[]> {
     db.workPool.count(),
     db.tagLimit.count(),
     db.concurrencySlot.count(),
+    db.webSession.count(),
   ]);
-  assert.deepEqual(counts, [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+  assert.deepEqual(counts, [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
   assert.equal(await db.setting.count(), 1);
 
   return [
+    "WebSession",
     "WorkPool",
     "TagLimit",
     "ConcurrencySlot",

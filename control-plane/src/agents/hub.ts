@@ -22,6 +22,7 @@ import {
 import { type RawData, type WebSocket, WebSocketServer } from "ws";
 import type { Authenticator, Principal } from "../auth/authenticate.ts";
 import { scopeAllows } from "../auth/tokens.ts";
+import { changesOf, runChanged } from "../changes.ts";
 import { type Dispatcher, HELD_STATES } from "../dispatcher.ts";
 import { newId } from "../ids.ts";
 import type { Logger } from "../logger.ts";
@@ -190,6 +191,7 @@ export class AgentHub {
       hello.capacity,
     );
     await this.reconcile(conn, hello.inFlight);
+    changesOf(this.db).publish({ kind: "agents", workspaceId: principal.workspaceId });
     conn.send({
       type: "welcome",
       v: PROTOCOL_VERSION,
@@ -295,7 +297,10 @@ export class AgentHub {
     });
     // Only a run that went back to the queue frees the agent's slot: a reject naming another
     // attempt (or a run that already started) must not let the dispatcher exceed its capacity.
-    if (requeued) this.dispatcher.release(agentId, flowRunId);
+    if (requeued) {
+      this.dispatcher.release(agentId, flowRunId);
+      runChanged(this.db, workspaceId, flowRunId);
+    }
   }
 
   internalError(err: unknown): void {
@@ -306,6 +311,7 @@ export class AgentHub {
     this.dispatcher.removeAgent(conn);
     if (this.dispatcher.agent(conn.agentId)) return; // a newer connection took over
     await this.db.agent.updateMany({ where: { id: conn.agentId }, data: { status: "OFFLINE", disconnectedAt: new Date() } });
+    changesOf(this.db).publish({ kind: "agents", workspaceId: conn.workspaceId });
     this.log.info({ agent: conn.name, agentId: conn.agentId }, "agent disconnected; its runs are held until their leases end");
   }
 

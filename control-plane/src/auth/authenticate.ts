@@ -1,5 +1,6 @@
 import type { Db } from "@ferry/prisma";
 import { jwtVerify, SignJWT } from "jose";
+import { newId } from "../ids.ts";
 import { hashSecret, parseScopes, type Scope, TOKEN_PREFIX } from "./tokens.ts";
 
 /** Who is calling: every request is scoped to this workspace. */
@@ -9,6 +10,8 @@ export interface Principal {
   scopes: Scope[];
   /** "token" for an API token, "session" for a web session derived from one. */
   via: "token" | "session";
+  /** The web session, when the caller used one. */
+  sessionId?: string;
 }
 
 export type AuthResult = { ok: true; principal: Principal } | { ok: false; reason: string };
@@ -38,6 +41,12 @@ export class Authenticator {
     return this.fromSession(credential);
   }
 
+  /** A session cookie: only a session credential counts (an API token does not belong in a cookie). */
+  async fromSessionCookie(value: string): Promise<AuthResult> {
+    if (value.startsWith(TOKEN_PREFIX)) return { ok: false, reason: "invalid session" };
+    return this.fromSession(value);
+  }
+
   private async fromToken(secret: string): Promise<AuthResult> {
     if (secret.length > 200) return { ok: false, reason: "invalid token" };
     const token = await this.db.apiToken.findUnique({ where: { hash: hashSecret(secret) } });
@@ -54,36 +63,66 @@ export class Authenticator {
   }
 
   private async fromSession(jwt: string): Promise<AuthResult> {
-    let tokenId: string;
+    if (jwt.length > 2000) return { ok: false, reason: "invalid session" };
+    let claims: { sub: string; jti: string };
     try {
-      const { payload } = await jwtVerify(jwt, this.sessionKey, { issuer: SESSION_ISSUER });
-      if (typeof payload.sub !== "string") return { ok: false, reason: "invalid session" };
-      tokenId = payload.sub;
+      const { payload } = await jwtVerify(jwt, this.sessionKey, { issuer: SESSION_ISSUER, algorithms: ["HS256"] });
+      if (typeof payload.sub !== "string" || typeof payload.jti !== "string") return { ok: false, reason: "invalid session" };
+      claims = { sub: payload.sub, jti: payload.jti };
     } catch {
-      return { ok: false, reason: "invalid or expired credential" };
+      return { ok: false, reason: "invalid or expired session: sign in again" };
     }
-    const token = await this.db.apiToken.findUnique({ where: { id: tokenId } });
+    const session = await this.db.webSession.findUnique({ where: { id: claims.jti }, include: { token: true } });
+    if (!session || session.tokenId !== claims.sub) return { ok: false, reason: "invalid session" };
+    if (session.endedAt) return { ok: false, reason: "signed out: sign in again" };
+    const token = session.token;
     const problem = tokenProblem(token);
-    if (problem || !token) return { ok: false, reason: problem ?? "invalid session" };
+    if (problem) return { ok: false, reason: problem };
     return {
       ok: true,
-      principal: { workspaceId: token.workspaceId, tokenId: token.id, scopes: parseScopes(token.scopes), via: "session" },
+      principal: {
+        workspaceId: token.workspaceId,
+        tokenId: token.id,
+        scopes: parseScopes(token.scopes),
+        via: "session",
+        sessionId: session.id,
+      },
     };
   }
 
-  /** A session credential for the web app, valid for `ttlSeconds` and never longer than the token. */
+  /**
+   * A session credential for the web app, valid for `ttlSeconds` and never longer than the
+   * token. Each is recorded, so signing out ends it on the server, not only in the browser.
+   */
   async createSession(principal: Principal, ttlSeconds: number): Promise<{ session: string; expiresAt: Date }> {
     const token = await this.db.apiToken.findUnique({ where: { id: principal.tokenId } });
     let expiresAt = new Date(Date.now() + ttlSeconds * 1000);
     if (token?.expiresAt && token.expiresAt < expiresAt) expiresAt = token.expiresAt;
+    const id = newId();
+    await this.db.webSession.create({ data: { id, tokenId: principal.tokenId, expiresAt } });
     const session = await new SignJWT({})
       .setProtectedHeader({ alg: "HS256" })
       .setSubject(principal.tokenId)
+      .setJti(id)
       .setIssuer(SESSION_ISSUER)
       .setIssuedAt()
       .setExpirationTime(Math.floor(expiresAt.getTime() / 1000))
       .sign(this.sessionKey);
     return { session, expiresAt };
+  }
+
+  /** Ends a web session (sign-out); later requests with it get 401. */
+  async endSession(sessionId: string): Promise<void> {
+    await this.db.webSession.updateMany({ where: { id: sessionId, endedAt: null }, data: { endedAt: new Date() } });
+  }
+
+  /** Forgets sessions that ended or expired more than a day ago. */
+  async pruneSessions(now = new Date()): Promise<number> {
+    const before = new Date(now.getTime() - 86_400_000);
+    const { count } = await this.db.webSession.deleteMany({
+      where: { OR: [{ expiresAt: { lt: before } }, { endedAt: { lt: before } }] },
+    });
+    return count;
   }
 }
 

@@ -1,6 +1,7 @@
 import type { Db } from "@ferry/prisma";
 import type { FlowRun } from "@ferry/prisma/sqlite";
 import { isTerminal, type OrchestrationResult, type StateProposal, StateType } from "@ferry/sdk/protocol";
+import { runChanged } from "../changes.ts";
 import { newId } from "../ids.ts";
 import { decideTransition, type Proposer, shouldRetry } from "./rules.ts";
 
@@ -166,9 +167,11 @@ export async function proposeFlowRunState(db: Db, input: ProposeInput): Promise<
     if (!outcome) continue; // someone else changed the run: decide again on the fresh row
     // The attempt is over: the concurrency slots its task runs held are free.
     if (isTerminal(input.state.type)) await db.concurrencySlot.deleteMany({ where: { flowRunId: run.id } });
-    if (isTerminal(input.state.type) && input.state.type !== "COMPLETED") {
-      await endUnfinishedDescendants(db, run.workspaceId, run.id, input.state, at);
-    }
+    const endedOthers =
+      isTerminal(input.state.type) && input.state.type !== "COMPLETED"
+        ? await endUnfinishedDescendants(db, run.workspaceId, run.id, input.state, at)
+        : false;
+    runChanged(db, run.workspaceId, run.id, endedOthers ? ["state", "tasks"] : ["state"]);
     const wasHeld =
       run.stateType === "PENDING" || run.stateType === "RUNNING" || run.stateType === "CANCELLING" || run.stateType === "PAUSED";
     const nowHeld =
@@ -184,6 +187,49 @@ export async function proposeFlowRunState(db: Db, input: ProposeInput): Promise<
     };
   }
   throw new Error(`flow run ${input.flowRunId}: too many concurrent state changes`);
+}
+
+const RETRYABLE = ["FAILED", "CRASHED", "CANCELLED"];
+
+/**
+ * A user's retry of a finished run: the same run goes back to SCHEDULED for a new attempt
+ * (results its tasks persisted are reused). Guarded by the state it read, like every change;
+ * null when the run is not failed, crashed or cancelled (or changed meanwhile).
+ */
+export async function retryFlowRun(db: Db, run: FlowRun, message = "retried by a user"): Promise<FlowRun | null> {
+  if (!RETRYABLE.includes(run.stateType)) return null;
+  const now = new Date();
+  const outcome = await db.$transaction(async (tx) => {
+    const updated = await tx.flowRun.updateMany({
+      where: { id: run.id, stateType: run.stateType, attempt: run.attempt, stateTimestamp: run.stateTimestamp },
+      data: {
+        stateType: "SCHEDULED",
+        stateName: "AwaitingRetry",
+        stateMessage: message,
+        stateTimestamp: now,
+        agentId: null,
+        leaseExpiresAt: null,
+        endTime: null,
+        expectedStartTime: now,
+      },
+    });
+    if (updated.count === 0) return null;
+    await tx.flowRunState.create({
+      data: {
+        id: newId(),
+        workspaceId: run.workspaceId,
+        flowRunId: run.id,
+        type: "SCHEDULED",
+        name: "AwaitingRetry",
+        message,
+        timestamp: now,
+        attempt: run.attempt,
+      },
+    });
+    return tx.flowRun.findUniqueOrThrow({ where: { id: run.id } });
+  });
+  if (outcome) runChanged(db, run.workspaceId, run.id);
+  return outcome;
 }
 
 const UNFINISHED = ["SCHEDULED", "PENDING", "RUNNING", "CANCELLING", "PAUSED"];
@@ -215,7 +261,7 @@ async function endUnfinishedDescendants(
   rootId: string,
   cause: StateProposal,
   at: Date,
-): Promise<void> {
+): Promise<boolean> {
   const type = cause.type === "CANCELLED" ? "CANCELLED" : "CRASHED";
   const name = type === "CANCELLED" ? "Cancelled" : "Crashed";
   const message = `the flow run ended (${cause.name}) before this finished`;
@@ -228,7 +274,7 @@ async function endUnfinishedDescendants(
     where: { workspaceId, flowRunId: { in: runIds }, stateType: { in: UNFINISHED } },
     select: { id: true, attempt: true },
   });
-  if (!childRuns.length && !tasks.length) return;
+  if (!childRuns.length && !tasks.length) return false;
   const columns = { stateType: type, stateName: name, stateMessage: message, stateTimestamp: at, endTime: at };
   await db.$transaction([
     db.flowRun.updateMany({
@@ -261,4 +307,5 @@ async function endUnfinishedDescendants(
       })),
     }),
   ]);
+  return true;
 }

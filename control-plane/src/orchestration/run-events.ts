@@ -8,6 +8,7 @@ import {
   type TaskRunStateChanged,
   TERMINAL_STATES,
 } from "@ferry/sdk/protocol";
+import { runChanged } from "../changes.ts";
 import { newId } from "../ids.ts";
 import { flowRunTree, proposeFlowRunState, storable } from "./flow-runs.ts";
 
@@ -142,6 +143,8 @@ export async function applyRunEvents(db: Db, root: FlowRun, attempt: number, eve
   }
 
   if (taskStates.length) await applyTaskStates(db, workspaceId, taskStates);
+  if (events.length)
+    runChanged(db, workspaceId, root.id, childCreates.length || childStates.length ? ["tasks", "state"] : ["tasks"]);
 }
 
 async function applyTaskStates(db: Db, workspaceId: string, events: readonly TaskRunStateChanged[]): Promise<void> {
@@ -236,6 +239,9 @@ export async function applyLogs(db: Db, root: FlowRun, attempt: number, lines: r
       message: storable(l.message) ?? "",
       timestamp: new Date(l.timestamp),
     }));
-  if (rows.length) await db.log.createMany({ data: rows });
+  if (rows.length) {
+    await db.log.createMany({ data: rows });
+    runChanged(db, root.workspaceId, root.id, ["logs"]);
+  }
   return rows.length;
 }

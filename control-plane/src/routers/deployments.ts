@@ -1,5 +1,6 @@
 import { JsonObject } from "@ferry/sdk/protocol";
 import { z } from "zod";
+import { changesOf } from "../changes.ts";
 import { DomainError } from "../errors.ts";
 import { newId } from "../ids.ts";
 import { router, scoped } from "../trpc.ts";
@@ -84,6 +85,7 @@ export const deploymentsRouter = router({
         create: { id: newId(), workspaceId, name: input.name, ...data },
         update: data,
       });
+      changesOf(ctx.db).publish({ kind: "deployments", workspaceId });
       return present(deployment);
     }),
   list: scoped("read")
@@ -110,6 +112,7 @@ export const deploymentsRouter = router({
     .mutation(async ({ ctx, input }) => {
       const deleted = await ctx.db.deployment.deleteMany({ where: { workspaceId: ctx.principal.workspaceId, name: input.name } });
       if (deleted.count === 0) throw new DomainError("NOT_FOUND", `no deployment named "${input.name}"`);
+      changesOf(ctx.db).publish({ kind: "deployments", workspaceId: ctx.principal.workspaceId });
       return { deleted: input.name };
     }),
 });

@@ -1,9 +1,11 @@
 import { JsonObject, PROTOCOL_VERSION, StateType } from "@ferry/sdk/protocol";
 import { z } from "zod";
+import { runChanged } from "../changes.ts";
 import type { Context } from "../context.ts";
 import { DomainError } from "../errors.ts";
+import { loadRunGraph } from "../graph.ts";
 import { newId, shortId } from "../ids.ts";
-import { proposeFlowRunState } from "../orchestration/flow-runs.ts";
+import { currentState, proposeFlowRunState, retryFlowRun } from "../orchestration/flow-runs.ts";
 import { router, scoped } from "../trpc.ts";
 import { IdInput, Limit, parseJson } from "./shared.ts";
 
@@ -64,6 +66,7 @@ async function createRun(ctx: Context & { principal: NonNullable<Context["princi
         data: { id: newId(), workspaceId, flowRunId: id, type: "SCHEDULED", name: "Scheduled", timestamp: now, attempt: 0 },
       }),
     ]);
+    runChanged(ctx.db, workspaceId, id);
     ctx.dispatcher.kick();
     return { run, created: true };
   } catch (err) {
@@ -79,6 +82,36 @@ function present<T extends { parametersJson: string; tagsJson: string }>(run: T)
   return { ...rest, parameters: parseJson<Record<string, unknown>>(parametersJson, {}), tags: parseJson<string[]>(tagsJson, []) };
 }
 
+/** Filters shared by the run list and its statistics. */
+const RunFilter = z.object({
+  deployment: z.string().max(200).optional(),
+  flow: z.string().max(200).optional(),
+  tag: z.string().max(100).optional(),
+  /** Only runs started by a user or schedule (no child flow runs). */
+  rootOnly: z.boolean().optional(),
+  createdAfter: z.iso.datetime({ offset: true }).optional(),
+  createdBefore: z.iso.datetime({ offset: true }).optional(),
+});
+
+function runWhere(workspaceId: string, f: z.infer<typeof RunFilter>) {
+  return {
+    workspaceId,
+    ...(f.deployment ? { deployment: { name: f.deployment } } : {}),
+    ...(f.flow ? { flow: { name: f.flow } } : {}),
+    // Tags are stored as a JSON array of strings: match the quoted element.
+    ...(f.tag ? { tagsJson: { contains: JSON.stringify(f.tag) } } : {}),
+    ...(f.rootOnly ? { parentFlowRunId: null } : {}),
+    ...(f.createdAfter || f.createdBefore
+      ? {
+          createdAt: {
+            ...(f.createdAfter ? { gte: new Date(f.createdAfter) } : {}),
+            ...(f.createdBefore ? { lte: new Date(f.createdBefore) } : {}),
+          },
+        }
+      : {}),
+  };
+}
+
 export const runsRouter = router({
   create: scoped("write")
     .input(CreateRunInput)
@@ -89,25 +122,19 @@ export const runsRouter = router({
 
   list: scoped("read")
     .input(
-      z
-        .object({
-          state: z.array(StateType).max(9).optional(),
-          deployment: z.string().max(200).optional(),
-          flow: z.string().max(200).optional(),
-          parentFlowRunId: z.string().max(100).optional(),
-          limit: Limit,
-          /** Id of the last run of the previous page. */
-          cursor: z.string().max(100).optional(),
-        })
-        .default({ limit: 50 }),
+      RunFilter.extend({
+        state: z.array(StateType).max(9).optional(),
+        parentFlowRunId: z.string().max(100).optional(),
+        limit: Limit,
+        /** Id of the last run of the previous page. */
+        cursor: z.string().max(100).optional(),
+      }).default({ limit: 50 }),
     )
     .query(async ({ ctx, input }) => {
       const rows = await ctx.db.flowRun.findMany({
         where: {
-          workspaceId: ctx.principal.workspaceId,
+          ...runWhere(ctx.principal.workspaceId, input),
           ...(input.state ? { stateType: { in: input.state } } : {}),
-          ...(input.deployment ? { deployment: { name: input.deployment } } : {}),
-          ...(input.flow ? { flow: { name: input.flow } } : {}),
           ...(input.parentFlowRunId ? { parentFlowRunId: input.parentFlowRunId } : {}),
         },
         orderBy: [{ createdAt: "desc" }, { id: "desc" }],
@@ -117,6 +144,48 @@ export const runsRouter = router({
       });
       const page = rows.slice(0, input.limit);
       return { items: page.map(present), nextCursor: rows.length > input.limit ? page.at(-1)?.id : undefined };
+    }),
+
+  /**
+   * Counts per state and runs over time (per state, in `buckets` equal slices of the time
+   * range, default the last 24 hours) for the same filters as `list`, without the state filter.
+   */
+  stats: scoped("read")
+    .input(RunFilter.extend({ buckets: z.number().int().min(1).max(96).default(24) }).default({ buckets: 24 }))
+    .query(async ({ ctx, input }) => {
+      const to = input.createdBefore ? new Date(input.createdBefore) : new Date();
+      const from = input.createdAfter ? new Date(input.createdAfter) : new Date(to.getTime() - 86_400_000);
+      if (from >= to) throw new DomainError("INVALID_PARAMETERS", "createdAfter must be before createdBefore");
+      const base = runWhere(ctx.principal.workspaceId, { ...input, createdAfter: undefined, createdBefore: undefined });
+      const step = (to.getTime() - from.getTime()) / input.buckets;
+      const slices = Array.from({ length: input.buckets }, (_, i) => ({
+        start: new Date(from.getTime() + i * step),
+        end: new Date(i === input.buckets - 1 ? to.getTime() : from.getTime() + (i + 1) * step),
+      }));
+      const perState = (rows: { stateType: string; _count: { _all: number } }[]) =>
+        Object.fromEntries(rows.map((r) => [r.stateType, r._count._all])) as Record<string, number>;
+      // One aggregate per slice, each on the (workspace, createdAt) index: cost follows the
+      // number of slices, not of runs.
+      const [total, ...series] = await Promise.all([
+        ctx.db.flowRun.groupBy({
+          by: ["stateType"],
+          where: { ...base, createdAt: { gte: from, lte: to } },
+          _count: { _all: true },
+        }),
+        ...slices.map((b) =>
+          ctx.db.flowRun.groupBy({
+            by: ["stateType"],
+            where: { ...base, createdAt: { gte: b.start, lt: b.end } },
+            _count: { _all: true },
+          }),
+        ),
+      ]);
+      return {
+        from: from.toISOString(),
+        to: to.toISOString(),
+        counts: perState(total ?? []),
+        buckets: slices.map((b, i) => ({ start: b.start.toISOString(), counts: perState(series[i] ?? []) })),
+      };
     }),
 
   get: scoped("read")
@@ -138,6 +207,39 @@ export const runsRouter = router({
         agentName: agent?.name ?? null,
         taskRunCounts: Object.fromEntries(counts.map((c) => [c.stateType, c._count._all])),
       };
+    }),
+
+  /** The run's graph: task runs grouped by task unless expanded, with edges (see graph.ts). */
+  graph: scoped("read")
+    .input(z.object({ id: z.string().min(1).max(100), expand: z.array(z.string().max(200)).max(20).default([]) }))
+    .query(async ({ ctx, input }) => {
+      const run = await ctx.db.flowRun.findFirst({
+        where: { id: input.id, workspaceId: ctx.principal.workspaceId },
+        select: { id: true },
+      });
+      if (!run) throw new DomainError("NOT_FOUND", `no flow run ${input.id}`);
+      return loadRunGraph(ctx.db, run.id, input.expand);
+    }),
+
+  /**
+   * Runs a finished (failed, crashed or cancelled) run again as a new attempt of the same
+   * run; task results it persisted are reused. Does not use up its automatic retries.
+   */
+  retry: scoped("write")
+    .input(IdInput)
+    .mutation(async ({ ctx, input }) => {
+      const run = await ctx.db.flowRun.findFirst({ where: { id: input.id, workspaceId: ctx.principal.workspaceId } });
+      if (!run) throw new DomainError("NOT_FOUND", `no flow run ${input.id}`);
+      if (run.parentFlowRunId) throw new DomainError("INVALID_TRANSITION", "a child flow run is retried with its parent run");
+      const outcome = await retryFlowRun(ctx.db, run);
+      if (!outcome) {
+        throw new DomainError(
+          "INVALID_TRANSITION",
+          `cannot retry run ${run.id}: it is ${run.stateType} (only failed, crashed or cancelled runs)`,
+        );
+      }
+      ctx.dispatcher.kick();
+      return { id: run.id, state: currentState(outcome) };
     }),
 
   cancel: scoped("write")
