@@ -10,6 +10,7 @@ import { Command, Option } from "commander";
 import { z } from "zod";
 import { discoverDeployments } from "./commands/deploy.ts";
 import { runDev } from "./commands/dev.ts";
+import { buildWeb, startWebServer } from "./web.ts";
 import { EXIT_CODES, followRun } from "./commands/wait.ts";
 import { apiConfig, CliError, databaseUrl, parseFlags } from "./config.ts";
 import { formatLogLine, printJson, printTable } from "./output.ts";
@@ -125,6 +126,12 @@ export function buildProgram(): Command {
     .option("--heartbeat <duration>", "agent heartbeat interval", "5s")
     .option("--lease <duration>", "run lease duration", "15s")
     .option("--cors-origin <origin>", "allow browser calls from this origin (repeatable)", collect)
+    .option(
+      "--session-cookie <mode>",
+      "web session cookie: lax (web app on the same site), none (another site; needs HTTPS), strict",
+      "lax",
+    )
+    .option("--secure-cookies", "mark the session cookie Secure (serve over HTTPS)")
     .option(...RETENTION_OPTION)
     .action(async (flags) => {
       const f = parseFlags(
@@ -135,6 +142,8 @@ export function buildProgram(): Command {
           heartbeat: DurationFlag,
           lease: DurationFlag,
           corsOrigin: z.array(z.url()).optional(),
+          sessionCookie: z.enum(["lax", "none", "strict"]),
+          secureCookies: z.boolean().optional(),
           retention: RetentionFlag,
         }),
         flags,
@@ -149,6 +158,10 @@ export function buildProgram(): Command {
         heartbeatIntervalMs,
         leaseMs,
         ...(f.corsOrigin ? { corsOrigins: f.corsOrigin } : {}),
+        sessionCookie: {
+          sameSite: f.sessionCookie === "none" ? "None" : f.sessionCookie === "strict" ? "Strict" : "Lax",
+          secure: !!f.secureCookies,
+        },
         retention: { maxAgeMs: f.retention },
       });
       process.stdout.write(`Ferry control plane listening on ${cp.url}\n`);
@@ -159,6 +172,32 @@ export function buildProgram(): Command {
       }
       const shutdown = async () => {
         await cp.close();
+        process.exit(0);
+      };
+      process.once("SIGINT", shutdown);
+      process.once("SIGTERM", shutdown);
+    });
+
+  const web = program.command("web").description("the monitoring web app");
+  web
+    .command("start")
+    .description("build the web app if its sources changed, then serve it")
+    .option("--api <url>", "the control plane's URL as browsers reach it (env FERRY_API_URL)")
+    .option("--port <port>", "port to listen on", "3000")
+    .option("--host <host>", "interface to listen on", "127.0.0.1")
+    .action(async (flags) => {
+      const f = parseFlags(
+        z.object({ api: z.url().optional(), port: Port, host: z.string().min(1) }),
+        { ...flags, api: flags.api ?? process.env.FERRY_API_URL },
+      );
+      const apiUrl = f.api ?? "http://127.0.0.1:4200";
+      buildWeb((line) => process.stdout.write(`${line}\n`));
+      const server = await startWebServer({ apiUrl, port: f.port, host: f.host, stdio: "inherit" });
+      process.stdout.write(
+        `Ferry web app on ${server.url} (control plane ${apiUrl}; start it with --cors-origin ${server.url})\n`,
+      );
+      const shutdown = async () => {
+        await server.stop();
         process.exit(0);
       };
       process.once("SIGINT", shutdown);

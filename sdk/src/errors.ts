@@ -49,3 +49,19 @@ export function errorMessage(err: unknown): string {
   const e = serializeError(err);
   return `${e.name}: ${e.message}`.slice(0, LIMITS.maxMessageChars);
 }
+
+/**
+ * A failure as a state message: the first line names the error, then its stack trace (what
+ * the web app shows for a failed task run), bounded to the message limit.
+ */
+export function errorReport(err: unknown): string {
+  const e = serializeError(err);
+  const head = `${e.name}: ${e.message}`;
+  if (!e.stack) return head.slice(0, LIMITS.maxMessageChars);
+  // V8's stack starts with "Name: message"; keep only the frames after it.
+  const frames = e.stack
+    .split("\n")
+    .filter((line) => /^\s+at /.test(line))
+    .join("\n");
+  return (frames ? `${head}\n${frames}` : head).slice(0, LIMITS.maxMessageChars);
+}

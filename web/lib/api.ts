@@ -1,17 +1,23 @@
 import type { AppRouter } from "@ferry/control-plane";
-import { createTRPCClient, httpLink, TRPCClientError } from "@trpc/client";
+import { createTRPCClient, httpBatchLink, httpSubscriptionLink, splitLink, TRPCClientError } from "@trpc/client";
 
-/** Where the control plane's API is; `ferry dev` sets it for the web app it starts. */
-export const API_URL = (process.env.NEXT_PUBLIC_FERRY_API_URL || "http://127.0.0.1:4200").replace(/\/+$/, "");
-
-const TOKEN_KEY = "ferry.token";
-
-export function createApi(token: string) {
+/**
+ * The control plane's tRPC API, called straight from the browser: the session is an
+ * httpOnly cookie of the control plane's origin (`credentials: "include"`), queries are
+ * batched, live views are subscriptions over server-sent events.
+ */
+export function createApi(apiUrl: string) {
+  const url = `${apiUrl.replace(/\/+$/, "")}/trpc`;
   return createTRPCClient<AppRouter>({
     links: [
-      httpLink({
-        url: `${API_URL}/trpc`,
-        headers: () => ({ authorization: `Bearer ${token}` }),
+      splitLink({
+        condition: (op) => op.type === "subscription",
+        true: httpSubscriptionLink({ url, eventSourceOptions: () => ({ withCredentials: true }) }),
+        false: httpBatchLink({
+          url,
+          maxItems: 8,
+          fetch: (input, init) => fetch(input, { ...init, credentials: "include" }),
+        }),
       }),
     ],
   });
@@ -20,31 +26,23 @@ export function createApi(token: string) {
 export type FerryApi = ReturnType<typeof createApi>;
 
 // The API has no transformer: what the procedures return arrives as JSON (dates are ISO strings).
-export type RunList = Awaited<ReturnType<FerryApi["runs"]["list"]["query"]>>;
+type Out<T extends (...args: never[]) => Promise<unknown>> = Awaited<ReturnType<T>>;
+export type RunList = Out<FerryApi["runs"]["list"]["query"]>;
 export type RunSummary = RunList["items"][number];
-export type RunDetail = Awaited<ReturnType<FerryApi["runs"]["get"]["query"]>>;
-export type TaskRunList = Awaited<ReturnType<FerryApi["taskRuns"]["list"]["query"]>>;
-export type TaskRun = TaskRunList["items"][number];
-export type Edge = Awaited<ReturnType<FerryApi["taskRuns"]["edges"]["query"]>>[number];
-export type LogPage = Awaited<ReturnType<FerryApi["logs"]["list"]["query"]>>;
+export type RunDetail = Out<FerryApi["runs"]["get"]["query"]>;
+export type RunStats = Out<FerryApi["runs"]["stats"]["query"]>;
+export type RunGraph = Out<FerryApi["runs"]["graph"]["query"]>;
+export type GraphNode = RunGraph["nodes"][number];
+export type TaskRunPage = Out<FerryApi["taskRuns"]["page"]["query"]>;
+export type TaskRunRow = TaskRunPage["items"][number];
+export type TaskRunDetail = Out<FerryApi["taskRuns"]["get"]["query"]>;
+export type LogPage = Out<FerryApi["logs"]["list"]["query"]>;
 export type LogRow = LogPage["items"][number];
-export type Deployment = Awaited<ReturnType<FerryApi["deployments"]["list"]["query"]>>[number];
-export type AgentRow = Awaited<ReturnType<FerryApi["agents"]["list"]["query"]>>[number];
-export type WhoAmI = Awaited<ReturnType<FerryApi["auth"]["whoami"]["query"]>>;
-
-/** The token lives in this tab's sessionStorage only: closing the tab signs out. */
-export function readToken(): string | null {
-  if (typeof window === "undefined") return null;
-  return window.sessionStorage.getItem(TOKEN_KEY);
-}
-
-export function saveToken(token: string): void {
-  window.sessionStorage.setItem(TOKEN_KEY, token);
-}
-
-export function clearToken(): void {
-  window.sessionStorage.removeItem(TOKEN_KEY);
-}
+export type Deployment = Out<FerryApi["deployments"]["list"]["query"]>[number];
+export type FlowRow = Out<FerryApi["flows"]["list"]["query"]>[number];
+export type AgentRow = Out<FerryApi["agents"]["list"]["query"]>[number];
+export type TokenRow = Out<FerryApi["tokens"]["list"]["query"]>[number];
+export type WhoAmI = Out<FerryApi["auth"]["whoami"]["query"]>;
 
 /** The credential was refused (missing, invalid, expired or revoked): the user has to sign in again. */
 export function isAuthError(err: unknown): boolean {
@@ -52,7 +50,10 @@ export function isAuthError(err: unknown): boolean {
 }
 
 export function errorText(err: unknown): string {
-  if (err instanceof TRPCClientError) return err.message;
+  if (err instanceof TRPCClientError) {
+    if (err.message === "Failed to fetch" || err.message.includes("fetch failed")) return "Cannot reach the control plane.";
+    return err.message;
+  }
   if (err instanceof Error) return err.message;
   return String(err);
 }

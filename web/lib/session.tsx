@@ -2,52 +2,107 @@
 
 import { usePathname, useRouter } from "next/navigation";
 import { createContext, type ReactNode, useCallback, useContext, useEffect, useMemo, useState } from "react";
-import { clearToken, createApi, type FerryApi, readToken, saveToken } from "./api";
+import { createApi, errorText, type FerryApi, isAuthError, type WhoAmI } from "./api";
+
+type Scope = WhoAmI["scopes"][number];
 
 interface Session {
-  /** The API client of the signed-in user; null until a token is known. */
-  api: FerryApi | null;
-  signIn(token: string): void;
-  signOut(): void;
+  api: FerryApi;
+  apiUrl: string;
+  /** Who is signed in; null when signed out, undefined while checking. */
+  me: WhoAmI | null | undefined;
+  can(scope: Scope): boolean;
+  /** Exchanges an API token for a session cookie; resolves to an error text or null. */
+  signIn(token: string): Promise<string | null>;
+  signOut(): Promise<void>;
+  /** A request was refused for the credential: forget the session (shows the sign-in page). */
+  expired(): void;
 }
 
 const SessionContext = createContext<Session | null>(null);
 
 const PUBLIC_PATHS = new Set(["/sign-in"]);
+const IMPLIED: Record<Scope, Scope[]> = {
+  admin: ["admin", "write", "read"],
+  write: ["write", "read"],
+  read: ["read"],
+  agent: ["agent"],
+};
 
-/** Holds the API token (from sessionStorage) and sends visitors without one to the sign-in page. */
-export function SessionProvider({ children }: { children: ReactNode }) {
+/**
+ * The web session: an httpOnly cookie set by the control plane at sign-in, so the page
+ * itself never holds a credential. Asks the control plane who is signed in on load.
+ */
+export function SessionProvider({ apiUrl, children }: { apiUrl: string; children: ReactNode }) {
   const router = useRouter();
   const pathname = usePathname();
-  // undefined: not read yet (server render and first client render); null: signed out.
-  const [token, setToken] = useState<string | null | undefined>(undefined);
+  const api = useMemo(() => createApi(apiUrl), [apiUrl]);
+  const [me, setMe] = useState<WhoAmI | null | undefined>(undefined);
+  const [problem, setProblem] = useState<string | null>(null);
+
+  const check = useCallback(async () => {
+    try {
+      setMe(await api.auth.whoami.query());
+      setProblem(null);
+    } catch (err) {
+      if (isAuthError(err)) setMe(null);
+      else setProblem(errorText(err));
+    }
+  }, [api]);
 
   useEffect(() => {
-    setToken(readToken());
-  }, []);
+    void check();
+  }, [check]);
 
   const isPublic = PUBLIC_PATHS.has(pathname);
   useEffect(() => {
-    if (token === null && !isPublic) router.replace("/sign-in");
-  }, [token, isPublic, router]);
+    if (me === null && !isPublic) router.replace(`/sign-in?next=${encodeURIComponent(pathname)}`);
+  }, [me, isPublic, pathname, router]);
 
-  const signIn = useCallback((next: string) => {
-    saveToken(next);
-    setToken(next);
-  }, []);
-  const signOut = useCallback(() => {
-    clearToken();
-    setToken(null);
-  }, []);
-
-  const api = useMemo(() => (token ? createApi(token) : null), [token]);
-  const session = useMemo<Session>(() => ({ api, signIn, signOut }), [api, signIn, signOut]);
-
-  return (
-    <SessionContext.Provider value={session}>
-      {isPublic || token ? children : <p className="muted">Loading…</p>}
-    </SessionContext.Provider>
+  const signIn = useCallback(
+    async (token: string) => {
+      try {
+        await api.auth.signIn.mutate({ token });
+        setMe(await api.auth.whoami.query());
+        return null;
+      } catch (err) {
+        return errorText(err);
+      }
+    },
+    [api],
   );
+  const signOut = useCallback(async () => {
+    try {
+      await api.auth.signOut.mutate();
+    } finally {
+      setMe(null);
+      router.replace("/sign-in");
+    }
+  }, [api, router]);
+  const expired = useCallback(() => setMe(null), []);
+  const can = useCallback((scope: Scope) => !!me?.scopes.some((s) => (IMPLIED[s as Scope] ?? [s]).includes(scope)), [me]);
+
+  const session = useMemo<Session>(
+    () => ({ api, apiUrl, me, can, signIn, signOut, expired }),
+    [api, apiUrl, me, can, signIn, signOut, expired],
+  );
+  let body: ReactNode = children;
+  if (!isPublic && !me) {
+    body = problem ? (
+      <div className="empty" role="alert">
+        <h2>Cannot reach the control plane</h2>
+        <p className="muted">
+          {problem} ({apiUrl})
+        </p>
+        <button type="button" className="button" onClick={() => void check()}>
+          Try again
+        </button>
+      </div>
+    ) : (
+      <div className="empty muted">Loading…</div>
+    );
+  }
+  return <SessionContext.Provider value={session}>{body}</SessionContext.Provider>;
 }
 
 export function useSession(): Session {

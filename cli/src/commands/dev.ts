@@ -1,11 +1,10 @@
-import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
-import { createRequire } from "node:module";
 import { join, resolve } from "node:path";
 import { Agent } from "@ferry/agent";
 import { type ControlPlaneOptions, createToken, startControlPlane } from "@ferry/control-plane";
 import { createFerryClient } from "@ferry/control-plane/client";
 import { readLocalConfig, stateDir, writeLocalConfig } from "../config.ts";
+import { buildWeb, nextBin, startWebServer, type WebServer } from "../web.ts";
 import { discoverDeployments } from "./deploy.ts";
 
 export interface DevOptions {
@@ -75,13 +74,13 @@ export async function runDev(options: DevOptions): Promise<void> {
     }
   }
 
-  const web = options.webPort ? startWeb(options.webPort, cp.url) : undefined;
+  const web = options.webPort ? await startWeb(options.webPort, cp.url) : undefined;
 
   const lines = [
     "",
     "Ferry is running.",
     `  API:         ${cp.url}  (database: ${cp.database.provider})`,
-    ...(web ? [`  Web app:     http://127.0.0.1:${options.webPort}`] : []),
+    ...(web ? [`  Web app:     ${web.url}  (sign in with an API token, e.g. the admin token in .ferry/config.json)`] : []),
     "  Agent:       local (pool default, concurrency 4)",
     `  Deployments: ${deployed.join(", ") || "(none)"}`,
     ...(printToken
@@ -94,7 +93,7 @@ export async function runDev(options: DevOptions): Promise<void> {
   process.stdout.write(`${lines.join("\n")}\n`);
 
   const shutdown = async () => {
-    web?.kill("SIGTERM");
+    await web?.stop();
     await agent.stop(5_000);
     await cp.close();
     process.exit(0);
@@ -103,21 +102,16 @@ export async function runDev(options: DevOptions): Promise<void> {
   process.once("SIGTERM", shutdown);
 }
 
-function startWeb(port: number, apiUrl: string): ChildProcess | undefined {
-  let nextBin: string;
-  try {
-    nextBin = createRequire(join(process.cwd(), "web", "package.json")).resolve("next/dist/bin/next");
-  } catch {
+async function startWeb(port: number, apiUrl: string): Promise<WebServer | undefined> {
+  if (!nextBin()) {
     process.stderr.write("web app: next is not installed; skipping\n");
     return undefined;
   }
-  const child = spawn(process.execPath, [nextBin, "dev", "-p", String(port), "-H", "127.0.0.1"], {
-    cwd: join(process.cwd(), "web"),
-    env: { ...process.env, NEXT_PUBLIC_FERRY_API_URL: apiUrl, NEXT_TELEMETRY_DISABLED: "1" },
-    stdio: ["ignore", "ignore", "inherit"],
-  });
-  child.on("exit", (code) => {
-    if (code) process.stderr.write(`web app exited with code ${code}\n`);
-  });
-  return child;
+  try {
+    buildWeb((line) => process.stdout.write(`${line}\n`));
+    return await startWebServer({ apiUrl, port, stdio: "inherit" });
+  } catch (err) {
+    process.stderr.write(`web app: ${err instanceof Error ? err.message : String(err)}\n`);
+    return undefined;
+  }
 }

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { z } from "zod";
 import { type Duration, toMs } from "../duration.ts";
-import { errorMessage, ParameterError, TimeoutError } from "../errors.ts";
+import { errorMessage, errorReport, ParameterError, TimeoutError } from "../errors.ts";
 import type { JsonObject, StateProposal } from "../protocol/common.ts";
 import type { ResultStore } from "./result-store.ts";
 import { collectUpstream, recordResult, toJsonObject } from "./results.ts";
@@ -107,7 +107,11 @@ export interface ExecuteOptions {
 
 function outcomeOf(err: unknown): FlowOutcome {
   return {
-    state: { type: "FAILED", name: err instanceof TimeoutError ? "TimedOut" : "Failed", message: errorMessage(err) },
+    state: {
+      type: "FAILED",
+      name: err instanceof TimeoutError ? "TimedOut" : "Failed",
+      message: err instanceof TimeoutError || err instanceof ParameterError ? errorMessage(err) : errorReport(err),
+    },
     error: err,
   };
 }

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { type Duration, toMs } from "../duration.ts";
-import { errorMessage, NonRetriableError, TimeoutError } from "../errors.ts";
+import { errorMessage, errorReport, NonRetriableError, TimeoutError } from "../errors.ts";
 import type { StateProposal } from "../protocol/common.ts";
 import { hashInputs } from "./result-store.ts";
 import { collectUpstream, recordResult } from "./results.ts";
@@ -203,7 +203,11 @@ async function runAttempts(def: TaskDef, flow: FlowRunScope, id: string, dynamic
       const timedOut = err instanceof TimeoutError;
       const retriable = !(err instanceof NonRetriableError) && !flow.signal.aborted;
       if (!retriable || attempt > def.retries) {
-        emitState(flow, id, attempt, { type: "FAILED", name: timedOut ? "TimedOut" : "Failed", message });
+        emitState(flow, id, attempt, {
+          type: "FAILED",
+          name: timedOut ? "TimedOut" : "Failed",
+          message: timedOut ? message : errorReport(err),
+        });
         throw err;
       }
       const delay = Math.round(def.retryDelayMs * def.retryBackoff ** (attempt - 1));

@@ -1,16 +1,23 @@
 "use client";
 
-import { useRouter } from "next/navigation";
-import { type FormEvent, useState } from "react";
-import { API_URL, createApi, errorText, isAuthError } from "@/lib/api";
+import { useRouter, useSearchParams } from "next/navigation";
+import { type FormEvent, Suspense, useEffect, useState } from "react";
+import { Icon } from "@/components/icons";
 import { useSession } from "@/lib/session";
 
-export default function SignInPage() {
+function SignInForm() {
   const router = useRouter();
-  const { signIn } = useSession();
+  const params = useSearchParams();
+  const { me, signIn, apiUrl } = useSession();
   const [token, setToken] = useState("");
   const [error, setError] = useState<string | undefined>();
   const [busy, setBusy] = useState(false);
+  const next = params.get("next");
+  const target = next?.startsWith("/") && !next.startsWith("//") ? next : "/runs";
+
+  useEffect(() => {
+    if (me) router.replace(target);
+  }, [me, router, target]);
 
   async function submit(event: FormEvent<HTMLFormElement>) {
     event.preventDefault();
@@ -18,46 +25,62 @@ export default function SignInPage() {
     if (!value) return;
     setBusy(true);
     setError(undefined);
-    try {
-      // Check the token before keeping it.
-      await createApi(value).auth.whoami.query();
-      signIn(value);
-      router.replace("/");
-    } catch (err) {
-      setError(
-        isAuthError(err)
-          ? `The control plane refused this token: ${errorText(err)}`
-          : `Could not reach ${API_URL}: ${errorText(err)}`,
-      );
+    const problem = await signIn(value);
+    if (problem) {
+      setError(problem);
       setBusy(false);
     }
   }
 
   return (
-    <section className="card narrow">
-      <h1>Sign in</h1>
-      <p className="muted">
-        Paste an API token with the <code>read</code> scope (<code>ferry dev</code> prints an admin token on its first start). It
-        is kept in this tab only.
-      </p>
-      <form onSubmit={submit} className="stack">
-        <label htmlFor="token">API token</label>
-        <input
-          id="token"
-          name="token"
-          type="password"
-          autoComplete="off"
-          spellCheck={false}
-          placeholder="fry_…"
-          value={token}
-          onChange={(e) => setToken(e.target.value)}
-        />
-        <button type="submit" disabled={busy || !token.trim()}>
-          {busy ? "Checking…" : "Sign in"}
-        </button>
-        {error ? <p className="error">{error}</p> : null}
-      </form>
-      <p className="muted small">API: {API_URL}</p>
-    </section>
+    <div className="sign-in">
+      <div className="sign-in-card">
+        <div className="brand brand-large">
+          <span className="brand-mark" aria-hidden="true">
+            <Icon name="ferry" size={20} />
+          </span>
+          Ferry
+        </div>
+        <h1>Sign in</h1>
+        <p className="muted">
+          Paste an API token. A <code>read</code> token can look at everything; <code>write</code> can start and cancel runs. The
+          token is exchanged for a session cookie and not kept by the browser.
+        </p>
+        <form onSubmit={submit} className="form">
+          <label className="field">
+            <span className="field-label">API token</span>
+            <input
+              name="token"
+              type="password"
+              autoComplete="off"
+              spellCheck={false}
+              placeholder="fry_…"
+              value={token}
+              onChange={(e) => setToken(e.target.value)}
+              aria-invalid={error ? true : undefined}
+            />
+          </label>
+          {error ? (
+            <p className="alert alert-error" role="alert">
+              {error}
+            </p>
+          ) : null}
+          <button type="submit" className="button primary wide" disabled={busy || !token.trim()}>
+            {busy ? "Signing in…" : "Sign in"}
+          </button>
+        </form>
+        <p className="muted small">
+          Control plane: <code>{apiUrl}</code>. Create a token with <code>ferry token create --scope read</code>.
+        </p>
+      </div>
+    </div>
+  );
+}
+
+export default function SignInPage() {
+  return (
+    <Suspense>
+      <SignInForm />
+    </Suspense>
   );
 }

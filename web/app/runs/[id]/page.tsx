@@ -2,226 +2,251 @@
 
 import Link from "next/link";
 import { useParams } from "next/navigation";
-import { useEffect, useRef, useState } from "react";
-import { StateBadge } from "@/components/state-badge";
-import { LoadState } from "@/components/status";
-import { errorText, isAuthError, type LogRow, type TaskRun } from "@/lib/api";
+import { useCallback, useState } from "react";
+import { Dag } from "@/components/run/dag";
+import { Logs } from "@/components/run/logs";
+import { TaskDrawer } from "@/components/run/task-drawer";
+import { Timeline } from "@/components/run/timeline";
+import { StateBadge, StateBar } from "@/components/state-badge";
+import { LivePill, LoadState } from "@/components/status";
+import { errorText, type GraphNode } from "@/lib/api";
 import { formatDuration, formatTime, isTerminalState } from "@/lib/format";
+import { type RunPart, useLiveRun, useLoad, useNow } from "@/lib/live";
 import { useSession } from "@/lib/session";
-import { usePolled } from "@/lib/use-polled";
 
-const LIVE_MS = 2_000;
-const LOG_PAGE = 1_000;
-/** Lines kept on the page; the real app will page through older ones. */
-const MAX_LOG_LINES = 5_000;
+type Tab = "logs" | "timeline" | "states" | "parameters";
 
 export default function RunPage() {
   const { id } = useParams<{ id: string }>();
-  const [live, setLive] = useState(true);
-  const detail = usePolled(
-    `run:${id}`,
-    async (api) => {
-      const [run, taskRuns, edges] = await Promise.all([
-        api.runs.get.query({ id }),
-        api.taskRuns.list.query({ flowRunId: id, limit: 1_000 }),
-        api.taskRuns.edges.query({ flowRunId: id }),
-      ]);
-      return { run, taskRuns, edges };
+  const { api, can } = useSession();
+  const run = useLoad(`run:${id}`, (a) => a.runs.get.query({ id }));
+  const [expanded, setExpanded] = useState<Set<string>>(new Set());
+  const expandKey = [...expanded].sort().join(",");
+  const graph = useLoad(`graph:${id}:${expandKey}`, (a) => a.runs.graph.query({ id, expand: [...expanded] }));
+  const [tasksVersion, setTasksVersion] = useState(0);
+  const [logsVersion, setLogsVersion] = useState(0);
+  const [tab, setTab] = useState<Tab>("logs");
+  const [selected, setSelected] = useState<string | null>(null);
+  const [action, setAction] = useState<{ busy: boolean; error: string | null }>({ busy: false, error: null });
+
+  const live = useLiveRun(id, (parts: RunPart[]) => {
+    if (parts.includes("state") || parts.includes("tasks")) run.reload();
+    if (parts.includes("tasks") || parts.includes("state")) {
+      graph.reload();
+      setTasksVersion((v) => v + 1);
+    }
+    if (parts.includes("logs")) setLogsVersion((v) => v + 1);
+  });
+  useNow(1_000);
+
+  const toggleGroup = useCallback((key: string) => {
+    setExpanded((prev) => {
+      const next = new Set(prev);
+      if (next.has(key)) next.delete(key);
+      else next.add(key);
+      return next;
+    });
+  }, []);
+  const onSelectNode = useCallback(
+    (node: GraphNode) => {
+      if (node.kind === "group") toggleGroup(node.taskKey);
+      else setSelected(node.id);
     },
-    live ? LIVE_MS : null,
+    [toggleGroup],
   );
-  const run = detail.data?.run;
-  // Poll while the run can still change; one last load happens when polling stops.
-  const finished = run ? isTerminalState(run.stateType) : false;
-  useEffect(() => setLive(!finished), [finished]);
-  const logs = useRunLogs(id, live);
+
+  const r = run.data;
+  const act = async (what: "cancel" | "retry") => {
+    setAction({ busy: true, error: null });
+    try {
+      if (what === "cancel") await api.runs.cancel.mutate({ id });
+      else await api.runs.retry.mutate({ id });
+      setAction({ busy: false, error: null });
+      run.reload();
+    } catch (err) {
+      setAction({ busy: false, error: errorText(err) });
+    }
+  };
+  if (!r) return <LoadState loading={run.loading} error={run.error} />;
+
+  const terminal = isTerminalState(r.stateType);
+  const cancellable = !terminal && r.stateType !== "CANCELLING";
+  const retryable = ["FAILED", "CRASHED", "CANCELLED"].includes(r.stateType) && !r.parentFlowRunId;
+  const taskTotal = Object.values(r.taskRunCounts).reduce((a, b) => a + b, 0);
+  const params = Object.entries(r.parameters);
+  const lastMessage = r.stateMessage && !["COMPLETED", "RUNNING", "PENDING"].includes(r.stateType) ? r.stateMessage : null;
 
   return (
-    <section>
-      <p className="small">
-        <Link href="/">← Flow runs</Link>
-      </p>
-      <LoadState loading={detail.loading} error={detail.error} />
-      {run ? (
-        <>
-          <div className="page-head">
-            <h1>{run.name}</h1>
-            <StateBadge type={run.stateType} name={run.stateName} />
+    <section className="stack" data-testid="run-page" data-run-state={r.stateType}>
+      <div>
+        <div className="crumbs">
+          <Link href="/runs">Runs</Link>
+          {r.deployment ? (
+            <>
+              {" / "}
+              <Link href={`/deployments/${encodeURIComponent(r.deployment.name)}`}>{r.deployment.name}</Link>
+            </>
+          ) : null}
+          {r.parentFlowRunId ? (
+            <>
+              {" / "}
+              <Link href={`/runs/${r.parentFlowRunId}`}>parent run</Link>
+            </>
+          ) : null}
+        </div>
+        <div className="page-head" style={{ marginBottom: 0 }}>
+          <h1 className="mono" style={{ fontSize: 20 }}>
+            {r.name}
+          </h1>
+          <span data-testid="run-state">
+            <StateBadge type={r.stateType} name={r.stateName} />
+          </span>
+          <LivePill status={live} />
+          <span className="spacer" />
+          {can("write") && cancellable ? (
+            <button type="button" className="button danger" disabled={action.busy} onClick={() => void act("cancel")}>
+              Cancel run
+            </button>
+          ) : null}
+          {can("write") && retryable ? (
+            <button type="button" className="button" disabled={action.busy} onClick={() => void act("retry")}>
+              Retry
+            </button>
+          ) : null}
+        </div>
+      </div>
+      {action.error ? (
+        <p className="alert alert-error" role="alert">
+          {action.error}
+        </p>
+      ) : null}
+
+      <div className="card">
+        <div className="facts">
+          <Fact label="Flow" value={r.flow.name} />
+          <Fact label="Duration" value={formatDuration(r.startTime, r.endTime)} />
+          <Fact label="Started" value={formatTime(r.startTime)} />
+          <Fact label="Attempt" value={`${r.attempt}${r.maxRetries ? ` (retries ${r.retryCount}/${r.maxRetries})` : ""}`} />
+          <Fact label="Agent" value={r.agentName ?? "—"} />
+          <Fact label="Work pool" value={r.workPool} />
+          <Fact
+            label="Task runs"
+            value={
+              <span className="row" style={{ gap: 8 }}>
+                <span className="num">{taskTotal.toLocaleString("en-US")}</span>
+                <span style={{ width: 120 }}>
+                  <StateBar counts={r.taskRunCounts} />
+                </span>
+              </span>
+            }
+          />
+          {r.tags.length ? (
+            <Fact
+              label="Tags"
+              value={r.tags.map((t) => (
+                <span key={t} className="tag">
+                  {t}
+                </span>
+              ))}
+            />
+          ) : null}
+        </div>
+        {lastMessage ? (
+          <div style={{ padding: "0 16px 14px" }}>
+            <pre className={r.stateType === "FAILED" || r.stateType === "CRASHED" ? "alert-error" : ""} data-testid="run-message">
+              {lastMessage}
+            </pre>
           </div>
-          {run.stateMessage ? <p className="state-message">{run.stateMessage}</p> : null}
-          <dl className="facts">
-            <dt>Flow</dt>
-            <dd>{run.flow.name}</dd>
-            <dt>Deployment</dt>
-            <dd>{run.deployment?.name ?? "—"}</dd>
-            <dt>Attempt</dt>
-            <dd>
-              {run.attempt} of {run.maxRetries + 1}
-            </dd>
-            <dt>Agent</dt>
-            <dd>{run.agentName ?? "—"}</dd>
-            <dt>Work pool</dt>
-            <dd>{run.workPool}</dd>
-            {run.parentFlowRunId ? (
-              <>
-                <dt>Parent run</dt>
-                <dd>
-                  <Link href={`/runs/${run.parentFlowRunId}`}>{run.parentFlowRunId}</Link>
-                </dd>
-              </>
-            ) : null}
-            <dt>Created</dt>
-            <dd>{formatTime(run.createdAt)}</dd>
-            <dt>Started</dt>
-            <dd>{formatTime(run.startTime)}</dd>
-            <dt>Ended</dt>
-            <dd>{formatTime(run.endTime)}</dd>
-            <dt>Duration</dt>
-            <dd>{formatDuration(run.startTime, run.endTime)}</dd>
-          </dl>
-          <details>
-            <summary>Parameters</summary>
-            <pre>{JSON.stringify(run.parameters, null, 2)}</pre>
-          </details>
-          <details>
-            <summary>State history ({run.states.length})</summary>
+        ) : null}
+      </div>
+
+      <div className="card" style={{ overflow: "hidden" }}>
+        <div className="card-head">
+          <h2>Graph</h2>
+          <span className="muted small">
+            {graph.data
+              ? `${graph.data.total.toLocaleString("en-US")} task runs · ${graph.data.nodes.length} nodes${
+                  graph.data.attempt && graph.data.attempt > 1 ? ` · attempt ${graph.data.attempt}` : ""
+                }`
+              : ""}
+          </span>
+          <span className="spacer" />
+          {expanded.size ? (
+            <button type="button" className="button small" onClick={() => setExpanded(new Set())}>
+              Collapse all
+            </button>
+          ) : null}
+        </div>
+        {graph.data?.nodes.length ? (
+          <Dag graph={graph.data} selected={selected} expanded={expanded} onSelect={onSelectNode} onToggleGroup={toggleGroup} />
+        ) : graph.data ? (
+          <div className="empty muted">
+            {terminal ? "This run created no task runs." : "Task runs appear here as the flow calls them."}
+          </div>
+        ) : (
+          <LoadState loading={graph.loading} error={graph.error} />
+        )}
+      </div>
+
+      <div className="card" style={{ overflow: "hidden" }}>
+        <div className="tabs" role="tablist">
+          {(
+            [
+              ["logs", "Logs"],
+              ["timeline", "Timeline"],
+              ["states", "State history"],
+              ["parameters", "Parameters"],
+            ] as const
+          ).map(([key, label]) => (
+            <button key={key} type="button" role="tab" className="tab" aria-selected={tab === key} onClick={() => setTab(key)}>
+              {label}
+            </button>
+          ))}
+        </div>
+        {tab === "logs" ? <Logs flowRunId={id} version={logsVersion} /> : null}
+        {tab === "timeline" ? (
+          <Timeline flowRunId={id} runStart={r.startTime} runEnd={r.endTime} version={tasksVersion} onSelect={setSelected} />
+        ) : null}
+        {tab === "states" ? (
+          <div className="card-body">
             <ul className="history">
-              {run.states.map((s) => (
+              {r.states.map((s) => (
                 <li key={s.id}>
-                  <span className="muted">{formatTime(s.timestamp)}</span> <StateBadge type={s.type} name={s.name} />{" "}
-                  <span className="muted small">attempt {s.attempt}</span> {s.message}
+                  <span className="muted small">{new Date(s.timestamp).toLocaleTimeString(undefined, { hour12: false })}</span>
+                  <span>
+                    <StateBadge type={s.type} name={s.name} /> <span className="muted small">attempt {s.attempt}</span>
+                    {s.message ? <div className="msg">{s.message}</div> : null}
+                  </span>
                 </li>
               ))}
             </ul>
-          </details>
+          </div>
+        ) : null}
+        {tab === "parameters" ? (
+          <div className="card-body">
+            {params.length ? <pre>{JSON.stringify(r.parameters, null, 2)}</pre> : <p className="muted">No parameters.</p>}
+          </div>
+        ) : null}
+      </div>
 
-          <h2>
-            Task runs <span className="muted small">{detail.data?.taskRuns.items.length ?? 0} task runs</span>{" "}
-            <span className="muted small">· {detail.data?.edges.length ?? 0} edges</span>
-          </h2>
-          <TaskRunCounts counts={run.taskRunCounts} />
-          <TaskRunTable items={detail.data?.taskRuns.items ?? []} />
-          {detail.data?.taskRuns.nextCursor ? <p className="muted small">Showing the first 1000 task runs.</p> : null}
-        </>
+      {selected ? (
+        <TaskDrawer
+          taskRunId={selected}
+          flowRunId={id}
+          version={tasksVersion}
+          onClose={() => setSelected(null)}
+          onSelect={setSelected}
+        />
       ) : null}
-
-      <h2>Logs</h2>
-      {logs.error ? <p className="error">Could not load logs: {logs.error}</p> : null}
-      <LogView lines={logs.lines} />
     </section>
   );
 }
 
-function TaskRunCounts({ counts }: { counts: Record<string, number> }) {
-  const entries = Object.entries(counts).sort(([a], [b]) => a.localeCompare(b));
-  if (!entries.length) return null;
+function Fact({ label, value }: { label: string; value: React.ReactNode }) {
   return (
-    <p className="counts">
-      {entries.map(([type, n]) => (
-        <span key={type}>
-          <StateBadge type={type} /> {n}
-        </span>
-      ))}
-    </p>
-  );
-}
-
-function TaskRunTable({ items }: { items: TaskRun[] }) {
-  if (!items.length) return <p className="muted">No task runs yet.</p>;
-  return (
-    <table>
-      <thead>
-        <tr>
-          <th>Task run</th>
-          <th>State</th>
-          <th>Attempt</th>
-          <th>Started</th>
-          <th>Duration</th>
-        </tr>
-      </thead>
-      <tbody>
-        {items.map((t) => (
-          <tr key={t.id}>
-            <td>
-              {t.childFlowRunId ? <Link href={`/runs/${t.childFlowRunId}`}>{t.name}</Link> : t.name}
-              {t.stateMessage ? <div className="muted small clip">{t.stateMessage}</div> : null}
-            </td>
-            <td>
-              <StateBadge type={t.stateType} name={t.stateName} />
-            </td>
-            <td className="num">{t.attempt}</td>
-            <td>{formatTime(t.startTime)}</td>
-            <td>{formatDuration(t.startTime, t.endTime)}</td>
-          </tr>
-        ))}
-      </tbody>
-    </table>
-  );
-}
-
-function LogView({ lines }: { lines: LogRow[] }) {
-  if (!lines.length) return <p className="muted">No log lines yet.</p>;
-  return (
-    <div className="logs" role="log">
-      {lines.map((l) => (
-        <div key={l.id} className={`log-line level-${l.level}`}>
-          <span className="log-time">{formatTime(l.timestamp)}</span>
-          <span className="log-level">{l.level}</span>
-          <span className="log-message">{l.message}</span>
-        </div>
-      ))}
+    <div className="fact">
+      <span className="fact-label">{label}</span>
+      <span className="fact-value">{value}</span>
     </div>
   );
-}
-
-/** The run's log lines (and its child runs'), fetched incrementally after the last id seen. */
-function useRunLogs(flowRunId: string, live: boolean): { lines: LogRow[]; error: string | undefined } {
-  const { api, signOut } = useSession();
-  const cursor = useRef<{ flowRunId: string; afterId: number | undefined; lines: LogRow[] }>({
-    flowRunId,
-    afterId: undefined,
-    lines: [],
-  });
-  const [state, setState] = useState<{ flowRunId: string; lines: LogRow[]; error: string | undefined }>({
-    flowRunId,
-    lines: [],
-    error: undefined,
-  });
-
-  useEffect(() => {
-    if (!api) return;
-    if (cursor.current.flowRunId !== flowRunId) cursor.current = { flowRunId, afterId: undefined, lines: [] };
-    const c = cursor.current;
-    let stopped = false;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const tick = async () => {
-      try {
-        for (;;) {
-          const page = await api.logs.list.query({ flowRunId, afterId: c.afterId, limit: LOG_PAGE });
-          if (stopped) return;
-          if (page.items.length) {
-            c.lines = [...c.lines, ...page.items].slice(-MAX_LOG_LINES);
-            c.afterId = page.lastId ?? c.afterId;
-          }
-          setState({ flowRunId, lines: c.lines, error: undefined });
-          if (page.items.length < LOG_PAGE) break;
-        }
-      } catch (err) {
-        if (stopped) return;
-        if (isAuthError(err)) {
-          signOut();
-          return;
-        }
-        setState({ flowRunId, lines: c.lines, error: errorText(err) });
-      }
-      if (!stopped && live) timer = setTimeout(() => void tick(), LIVE_MS);
-    };
-    void tick();
-    return () => {
-      stopped = true;
-      clearTimeout(timer);
-    };
-  }, [api, flowRunId, live, signOut]);
-
-  return state.flowRunId === flowRunId ? { lines: state.lines, error: state.error } : { lines: [], error: undefined };
 }
