@@ -67,9 +67,12 @@ export class ChangeFeed {
       for (const p of change.kind === "run" ? change.parts : (["state"] as const)) pending.add(p);
       wake?.();
     });
+    let onAbort: (() => void) | undefined;
     const aborted = new Promise<void>((resolve) => {
+      onAbort = resolve;
       if (signal?.aborted) resolve();
-      signal?.addEventListener("abort", () => resolve(), { once: true });
+      // Removed in `finally`: a long-lived signal shared by many watches must not collect them.
+      else signal?.addEventListener("abort", onAbort, { once: true });
     });
     try {
       yield { parts: ["state", "tasks", "logs"], first: true };
@@ -93,6 +96,7 @@ export class ChangeFeed {
       }
     } finally {
       unsubscribe();
+      if (onAbort) signal?.removeEventListener("abort", onAbort);
     }
   }
 }

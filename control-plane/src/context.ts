@@ -1,4 +1,4 @@
-import type { Db } from "@ferry/prisma";
+import type { Db, Provider } from "@ferry/prisma";
 import type { AgentHub } from "./agents/hub.ts";
 import type { Authenticator, Principal } from "./auth/authenticate.ts";
 import type { Dispatcher } from "./dispatcher.ts";
@@ -8,6 +8,8 @@ import type { TagSlots } from "./slots.ts";
 /** The long-lived parts of a control plane that request handlers use. */
 export interface Services {
   db: Db;
+  /** Which database `db` talks to (a few filters differ between them). */
+  provider: Provider;
   auth: Authenticator;
   dispatcher: Dispatcher;
   hub: AgentHub;

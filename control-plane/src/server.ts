@@ -77,7 +77,15 @@ async function start(database: OpenDatabase, options: ControlPlaneOptions): Prom
     leaseMs,
     serverVersion: SERVER_VERSION,
   });
-  const services: Services = { db, auth, dispatcher, hub, slots, params: new ParamsValidator() };
+  const services: Services = {
+    db,
+    provider: database.provider,
+    auth,
+    dispatcher,
+    hub,
+    slots,
+    params: new ParamsValidator(),
+  };
   const reaper = new LeaseReaper(db, dispatcher, slots, logger.child({ component: "leases" }), options.leaseSweepMs ?? 1_000);
   const retention = new RetentionJob(db, logger.child({ component: "retention" }), options.retention);
 

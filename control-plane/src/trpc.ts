@@ -7,12 +7,12 @@ const t = initTRPC.context<Context>().create({
   // Live views (subscriptions over server-sent events): a comment line every 10 s keeps
   // proxies from closing an idle stream; the client reconnects after 25 s of silence.
   sse: { ping: { enabled: true, intervalMs: 10_000 }, client: { reconnectAfterInactivityMs: 25_000 } },
+  // Answers never carry server stack traces (tRPC adds them unless NODE_ENV is production).
+  isDev: false,
   errorFormatter({ shape, error }) {
     const cause = error.cause;
-    return {
-      ...shape,
-      data: { ...shape.data, issues: cause instanceof DomainError ? cause.issues : undefined },
-    };
+    const { stack: _stack, ...data } = shape.data as typeof shape.data & { stack?: string };
+    return { ...shape, data: { ...data, issues: cause instanceof DomainError ? cause.issues : undefined } };
   },
 });
 

@@ -71,7 +71,10 @@ describe("web app in Chromium (sqlite)", () => {
     assert.ok(session, "the control plane set its session cookie");
     assert.equal(session.httpOnly, true);
     assert.equal(session.sameSite, "Lax");
-    assert.equal(await page.evaluate(() => (globalThis as unknown as BrowserGlobals).document.cookie.includes("ferry_session")), false);
+    assert.equal(
+      await page.evaluate(() => (globalThis as unknown as BrowserGlobals).document.cookie.includes("ferry_session")),
+      false,
+    );
     // The token itself is not kept anywhere the page's scripts can reach.
     const stored = await page.evaluate(() => {
       const g = globalThis as unknown as BrowserGlobals;

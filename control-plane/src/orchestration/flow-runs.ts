@@ -171,7 +171,8 @@ export async function proposeFlowRunState(db: Db, input: ProposeInput): Promise<
       isTerminal(input.state.type) && input.state.type !== "COMPLETED"
         ? await endUnfinishedDescendants(db, run.workspaceId, run.id, input.state, at)
         : false;
-    runChanged(db, run.workspaceId, run.id, endedOthers ? ["state", "tasks"] : ["state"]);
+    // Pages follow root runs (a child's page follows its root too): announce under the root.
+    runChanged(db, run.workspaceId, await rootOf(db, run), endedOthers ? ["state", "tasks"] : ["state"]);
     const wasHeld =
       run.stateType === "PENDING" || run.stateType === "RUNNING" || run.stateType === "CANCELLING" || run.stateType === "PAUSED";
     const nowHeld =
@@ -187,6 +188,17 @@ export async function proposeFlowRunState(db: Db, input: ProposeInput): Promise<
     };
   }
   throw new Error(`flow run ${input.flowRunId}: too many concurrent state changes`);
+}
+
+/** The root run of a (child) flow run. */
+async function rootOf(db: Db, run: FlowRun): Promise<string> {
+  let id = run.id;
+  let parent = run.parentFlowRunId;
+  for (let depth = 0; parent && depth < MAX_CHILD_DEPTH; depth++) {
+    id = parent;
+    parent = (await db.flowRun.findUnique({ where: { id: parent }, select: { parentFlowRunId: true } }))?.parentFlowRunId ?? null;
+  }
+  return id;
 }
 
 const RETRYABLE = ["FAILED", "CRASHED", "CANCELLED"];

@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { type Change, changesOf } from "../changes.ts";
-import { DomainError } from "../errors.ts";
+import { DomainError, toTRPCError } from "../errors.ts";
 import { router, scoped } from "../trpc.ts";
 
 const MAX_ANCESTRY = 20;
@@ -38,7 +38,9 @@ export const liveRouter = router({
     .subscription(async function* ({ ctx, input, signal }) {
       const workspaceId = ctx.principal.workspaceId;
       const run = await ctx.db.flowRun.findFirst({ where: { id: input.id, workspaceId }, select: { id: true } });
-      if (!run) throw new DomainError("NOT_FOUND", `no flow run ${input.id}`);
+      // Thrown inside the generator, past the middleware that maps domain errors: map it here
+      // (a DomainError would reach the client as INTERNAL_SERVER_ERROR).
+      if (!run) throw toTRPCError(new DomainError("NOT_FOUND", `no flow run ${input.id}`));
       // Reports arrive per root run (a child's task runs and logs come with its root's batches).
       const lineage = new Set<string>([input.id]);
       let cursor: string | null = input.id;

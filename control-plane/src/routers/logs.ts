@@ -1,6 +1,7 @@
 import { LogLevel } from "@ferry/sdk/protocol";
 import { z } from "zod";
 import { flowRunTree } from "../orchestration/flow-runs.ts";
+import { containsFilter, containsText, exactPage } from "../text-match.ts";
 import { router, scoped } from "../trpc.ts";
 
 export const logsRouter = router({
@@ -14,7 +15,7 @@ export const logsRouter = router({
         beforeId: z.number().int().nonnegative().optional(),
         /** The newest lines (the end of the log), returned in order. */
         tail: z.boolean().optional(),
-        /** Only lines containing this text. */
+        /** Only lines containing this text (ignoring case). */
         search: z.string().max(200).optional(),
         limit: z.number().int().min(1).max(5000).default(1000),
         level: z.array(LogLevel).optional(),
@@ -24,27 +25,34 @@ export const logsRouter = router({
     .query(async ({ ctx, input }) => {
       const workspaceId = ctx.principal.workspaceId;
       const runIds = await flowRunTree(ctx.db, workspaceId, input.flowRunId);
-      const items = await ctx.db.log.findMany({
-        where: {
-          workspaceId,
-          flowRunId: { in: runIds },
-          ...(input.afterId !== undefined || input.beforeId !== undefined
-            ? {
-                id: {
-                  ...(input.afterId !== undefined ? { gt: input.afterId } : {}),
-                  ...(input.beforeId !== undefined ? { lt: input.beforeId } : {}),
-                },
-              }
-            : {}),
-          ...(input.level ? { level: { in: input.level } } : {}),
-          ...(input.taskRunId ? { taskRunId: input.taskRunId } : {}),
-          ...(input.search ? { message: { contains: input.search } } : {}),
+      // Scrolling back or reading the end: newest first, then put in order.
+      const backwards = input.beforeId !== undefined || !!input.tail;
+      const search = input.search || undefined;
+      const page = await exactPage(
+        (after: number | undefined, n) => {
+          const gt = backwards ? input.afterId : (after ?? input.afterId);
+          const lt = backwards ? (after ?? input.beforeId) : input.beforeId;
+          return ctx.db.log.findMany({
+            where: {
+              workspaceId,
+              flowRunId: { in: runIds },
+              ...(gt !== undefined || lt !== undefined
+                ? { id: { ...(gt !== undefined ? { gt } : {}), ...(lt !== undefined ? { lt } : {}) } }
+                : {}),
+              ...(input.level ? { level: { in: input.level } } : {}),
+              ...(input.taskRunId ? { taskRunId: input.taskRunId } : {}),
+              ...(search ? { message: containsFilter(ctx.provider, search) } : {}),
+            },
+            orderBy: { id: backwards ? "desc" : "asc" },
+            take: n,
+          });
         },
-        // Scrolling back or reading the end: newest first, then put in order.
-        orderBy: { id: input.beforeId !== undefined || input.tail ? "desc" : "asc" },
-        take: input.limit,
-      });
-      if (input.beforeId !== undefined || input.tail) items.reverse();
+        (line) => line.id,
+        (line) => !search || containsText(line.message, search),
+        input.limit,
+      );
+      const items = page.rows;
+      if (backwards) items.reverse();
       return { items, lastId: items.at(-1)?.id ?? input.afterId ?? null, firstId: items[0]?.id ?? null };
     }),
 });

@@ -1,3 +1,4 @@
+import type { Provider } from "@ferry/prisma";
 import { JsonObject, PROTOCOL_VERSION, StateType } from "@ferry/sdk/protocol";
 import { z } from "zod";
 import { runChanged } from "../changes.ts";
@@ -6,6 +7,7 @@ import { DomainError } from "../errors.ts";
 import { loadRunGraph } from "../graph.ts";
 import { newId, shortId } from "../ids.ts";
 import { currentState, proposeFlowRunState, retryFlowRun } from "../orchestration/flow-runs.ts";
+import { containsFilter, exactPage, hasTag } from "../text-match.ts";
 import { router, scoped } from "../trpc.ts";
 import { IdInput, Limit, parseJson } from "./shared.ts";
 
@@ -93,13 +95,17 @@ const RunFilter = z.object({
   createdBefore: z.iso.datetime({ offset: true }).optional(),
 });
 
-function runWhere(workspaceId: string, f: z.infer<typeof RunFilter>) {
+/** Most runs `stats` reads to count a tag's runs in code. */
+const STATS_SCAN_LIMIT = 100_000;
+
+function runWhere(provider: Provider, workspaceId: string, f: z.infer<typeof RunFilter>) {
   return {
     workspaceId,
     ...(f.deployment ? { deployment: { name: f.deployment } } : {}),
     ...(f.flow ? { flow: { name: f.flow } } : {}),
-    // Tags are stored as a JSON array of strings: match the quoted element.
-    ...(f.tag ? { tagsJson: { contains: JSON.stringify(f.tag) } } : {}),
+    // Tags are stored as a JSON array of strings: the database narrows to rows holding the
+    // quoted element; `hasTag` decides exactly.
+    ...(f.tag ? { tagsJson: containsFilter(provider, JSON.stringify(f.tag)) } : {}),
     ...(f.rootOnly ? { parentFlowRunId: null } : {}),
     ...(f.createdAfter || f.createdBefore
       ? {
@@ -131,19 +137,27 @@ export const runsRouter = router({
       }).default({ limit: 50 }),
     )
     .query(async ({ ctx, input }) => {
-      const rows = await ctx.db.flowRun.findMany({
-        where: {
-          ...runWhere(ctx.principal.workspaceId, input),
-          ...(input.state ? { stateType: { in: input.state } } : {}),
-          ...(input.parentFlowRunId ? { parentFlowRunId: input.parentFlowRunId } : {}),
+      const where = {
+        ...runWhere(ctx.provider, ctx.principal.workspaceId, input),
+        ...(input.state ? { stateType: { in: input.state } } : {}),
+        ...(input.parentFlowRunId ? { parentFlowRunId: input.parentFlowRunId } : {}),
+      };
+      const page = await exactPage(
+        (after: string | undefined, n) => {
+          const cursor = after ?? input.cursor;
+          return ctx.db.flowRun.findMany({
+            where,
+            orderBy: [{ createdAt: "desc" }, { id: "desc" }],
+            take: n,
+            ...(cursor ? { cursor: { id: cursor }, skip: 1 } : {}),
+            include: { deployment: { select: { name: true } }, flow: { select: { name: true } } },
+          });
         },
-        orderBy: [{ createdAt: "desc" }, { id: "desc" }],
-        take: input.limit + 1,
-        ...(input.cursor ? { cursor: { id: input.cursor }, skip: 1 } : {}),
-        include: { deployment: { select: { name: true } }, flow: { select: { name: true } } },
-      });
-      const page = rows.slice(0, input.limit);
-      return { items: page.map(present), nextCursor: rows.length > input.limit ? page.at(-1)?.id : undefined };
+        (run) => run.id,
+        (run) => !input.tag || hasTag(run.tagsJson, input.tag),
+        input.limit,
+      );
+      return { items: page.rows.map(present), nextCursor: page.more ? page.last : undefined };
     }),
 
   /**
@@ -156,7 +170,11 @@ export const runsRouter = router({
       const to = input.createdBefore ? new Date(input.createdBefore) : new Date();
       const from = input.createdAfter ? new Date(input.createdAfter) : new Date(to.getTime() - 86_400_000);
       if (from >= to) throw new DomainError("INVALID_PARAMETERS", "createdAfter must be before createdBefore");
-      const base = runWhere(ctx.principal.workspaceId, { ...input, createdAfter: undefined, createdBefore: undefined });
+      const base = runWhere(ctx.provider, ctx.principal.workspaceId, {
+        ...input,
+        createdAfter: undefined,
+        createdBefore: undefined,
+      });
       const step = (to.getTime() - from.getTime()) / input.buckets;
       const slices = Array.from({ length: input.buckets }, (_, i) => ({
         start: new Date(from.getTime() + i * step),
@@ -164,6 +182,35 @@ export const runsRouter = router({
       }));
       const perState = (rows: { stateType: string; _count: { _all: number } }[]) =>
         Object.fromEntries(rows.map((r) => [r.stateType, r._count._all])) as Record<string, number>;
+      const perStateOf = (rows: { stateType: string }[]) => {
+        const out: Record<string, number> = {};
+        for (const r of rows) out[r.stateType] = (out[r.stateType] ?? 0) + 1;
+        return out;
+      };
+      if (input.tag) {
+        // A tag is matched exactly in code (see text-match.ts): count the candidate rows here.
+        const tag = input.tag;
+        const rows = (
+          await ctx.db.flowRun.findMany({
+            where: { ...base, createdAt: { gte: from, lte: to } },
+            select: { stateType: true, createdAt: true, tagsJson: true },
+            take: STATS_SCAN_LIMIT,
+          })
+        ).filter((r) => hasTag(r.tagsJson, tag));
+        return {
+          from: from.toISOString(),
+          to: to.toISOString(),
+          counts: perStateOf(rows),
+          buckets: slices.map((b, i) => ({
+            start: b.start.toISOString(),
+            counts: perStateOf(
+              rows.filter(
+                (r) => r.createdAt >= b.start && (i === slices.length - 1 ? r.createdAt <= b.end : r.createdAt < b.end),
+              ),
+            ),
+          })),
+        };
+      }
       // One aggregate per slice, each on the (workspace, createdAt) index: cost follows the
       // number of slices, not of runs.
       const [total, ...series] = await Promise.all([
@@ -172,10 +219,11 @@ export const runsRouter = router({
           where: { ...base, createdAt: { gte: from, lte: to } },
           _count: { _all: true },
         }),
-        ...slices.map((b) =>
+        ...slices.map((b, i) =>
           ctx.db.flowRun.groupBy({
             by: ["stateType"],
-            where: { ...base, createdAt: { gte: b.start, lt: b.end } },
+            // The last slice includes its end, as the totals do.
+            where: { ...base, createdAt: i === slices.length - 1 ? { gte: b.start, lte: b.end } : { gte: b.start, lt: b.end } },
             _count: { _all: true },
           }),
         ),
