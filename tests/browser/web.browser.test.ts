@@ -249,6 +249,45 @@ describe("web app in Chromium (sqlite)", () => {
     }
   });
 
+  it("lists deployments, flows and agents, and manages API tokens", async () => {
+    const { page } = tab;
+    await page.goto(`${stack.web.url}/deployments`);
+    await page.getByRole("link", { name: "ml-pipeline" }).first().waitFor();
+    await screenshot(page, "deployments");
+    await page.goto(`${stack.web.url}/deployments/ml-pipeline`);
+    await page.locator('[name="grid"]').waitFor();
+    await screenshot(page, "deployment-run-form");
+    await page.goto(`${stack.web.url}/flows`);
+    await page.getByRole("link", { name: "demo" }).first().waitFor();
+    await page.goto(`${stack.web.url}/agents`);
+    const agent = page.locator('tr[data-agent="agent-browser"]');
+    await agent.getByText("Online").waitFor();
+    await screenshot(page, "agents");
+
+    // Tokens: created with the secret shown once, then revoked; the revoked token is refused.
+    await page.goto(`${stack.web.url}/tokens`);
+    await page.fill('input[name="name"]', "ci-reader");
+    await page.check('input[name="scopes"][value="read"]');
+    await page.getByRole("button", { name: "Create token" }).click();
+    const secret = (await page.locator("[data-secret]").textContent())?.trim() ?? "";
+    assert.match(secret, /^fry_/);
+    assert.equal(
+      (await fetch(`${stack.server.url}/trpc/auth.whoami`, { headers: { authorization: `Bearer ${secret}` } })).status,
+      200,
+    );
+    await screenshot(page, "tokens-created");
+    await page.getByRole("button", { name: "Done" }).click();
+    assert.equal(await page.locator("[data-secret]").count(), 0, "the secret is shown once");
+    const row = page.locator('tr[data-token="ci-reader"]');
+    await row.getByRole("button", { name: "Revoke" }).click();
+    await row.getByRole("button", { name: "Yes" }).click();
+    await row.getByText("Revoked").waitFor();
+    assert.equal(
+      (await fetch(`${stack.server.url}/trpc/auth.whoami`, { headers: { authorization: `Bearer ${secret}` } })).status,
+      401,
+    );
+  });
+
   it("signing out ends the session on the server", async () => {
     const { page, context } = tab;
     await page.goto(`${stack.web.url}/runs`);
