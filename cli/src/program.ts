@@ -10,10 +10,10 @@ import { Command, Option } from "commander";
 import { z } from "zod";
 import { discoverDeployments } from "./commands/deploy.ts";
 import { runDev } from "./commands/dev.ts";
-import { buildWeb, startWebServer } from "./web.ts";
 import { EXIT_CODES, followRun } from "./commands/wait.ts";
 import { apiConfig, CliError, databaseUrl, parseFlags } from "./config.ts";
 import { formatLogLine, printJson, printTable } from "./output.ts";
+import { buildWeb, startWebServer } from "./web.ts";
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 
@@ -186,10 +186,10 @@ export function buildProgram(): Command {
     .option("--port <port>", "port to listen on", "3000")
     .option("--host <host>", "interface to listen on", "127.0.0.1")
     .action(async (flags) => {
-      const f = parseFlags(
-        z.object({ api: z.url().optional(), port: Port, host: z.string().min(1) }),
-        { ...flags, api: flags.api ?? process.env.FERRY_API_URL },
-      );
+      const f = parseFlags(z.object({ api: z.url().optional(), port: Port, host: z.string().min(1) }), {
+        ...flags,
+        api: flags.api ?? process.env.FERRY_API_URL,
+      });
       const apiUrl = f.api ?? "http://127.0.0.1:4200";
       buildWeb((line) => process.stdout.write(`${line}\n`));
       const server = await startWebServer({ apiUrl, port: f.port, host: f.host, stdio: "inherit" });
