@@ -142,6 +142,10 @@ describe("web app in Chromium (sqlite)", () => {
     await page.waitForSelector(`tr[data-run-id="${id}"][data-state="RUNNING"]`, { timeout: 30_000 });
     await screenshot(page, "runs-list");
 
+    // A second tab keeps the list open: it must reach COMPLETED on its own.
+    const list = await tab.context.newPage();
+    await list.goto(`${stack.web.url}/runs`);
+    await list.waitForSelector(`tr[data-run-id="${id}"]`);
     await page.click(`tr[data-run-id="${id}"] a[href="/runs/${id}"]`);
     await waitForRunState(page, "RUNNING");
     const group = page.locator('[data-testid="dag-node"][data-task-key="process-shard"]');
@@ -164,6 +168,8 @@ describe("web app in Chromium (sqlite)", () => {
       .filter({ hasText: /summarised/ })
       .first()
       .waitFor();
+    await list.waitForSelector(`tr[data-run-id="${id}"][data-state="COMPLETED"]`, { timeout: 15_000 });
+    await list.close();
 
     // The timeline lists the task runs.
     await page.getByRole("tab", { name: "Timeline" }).click();

@@ -21,6 +21,28 @@ interface Session {
 
 const SessionContext = createContext<Session | null>(null);
 
+const LOOPBACK = new Set(["127.0.0.1", "localhost", "[::1]"]);
+
+/**
+ * On one machine, `localhost` and `127.0.0.1` are different sites to a browser: a page on
+ * one would not send the session cookie to a control plane on the other. When both are
+ * loopback names, call the control plane by the name the page was opened with.
+ */
+function sameLoopbackHost(apiUrl: string): string {
+  if (typeof window === "undefined") return apiUrl;
+  try {
+    const url = new URL(apiUrl);
+    const page = window.location.hostname;
+    if (LOOPBACK.has(url.hostname) && LOOPBACK.has(page) && url.hostname !== page) {
+      url.hostname = page;
+      return url.toString().replace(/\/+$/, "");
+    }
+  } catch {
+    // not a URL: use it as given
+  }
+  return apiUrl;
+}
+
 const PUBLIC_PATHS = new Set(["/sign-in"]);
 const IMPLIED: Record<Scope, Scope[]> = {
   admin: ["admin", "write", "read"],
@@ -36,7 +58,7 @@ const IMPLIED: Record<Scope, Scope[]> = {
 export function SessionProvider({ apiUrl, children }: { apiUrl: string; children: ReactNode }) {
   const router = useRouter();
   const pathname = usePathname();
-  const api = useMemo(() => createApi(apiUrl), [apiUrl]);
+  const api = useMemo(() => createApi(sameLoopbackHost(apiUrl)), [apiUrl]);
   const [me, setMe] = useState<WhoAmI | null | undefined>(undefined);
   const [problem, setProblem] = useState<string | null>(null);
 

@@ -41,6 +41,8 @@ export interface HubOptions {
 
 /** Messages queued per connection before it is closed for flooding. */
 const MAX_QUEUED = 10_000;
+/** Frames up to this size are checked for being a heartbeat before queueing (a heartbeat lists at most a few hundred runs). */
+const HEARTBEAT_PEEK_BYTES = 64 * 1024;
 /**
  * Bytes of frames waiting on one connection above which the hub stops reading from its socket
  * (TCP then holds the sender back): a burst of frames near the size limit cannot pile up in memory.
@@ -60,7 +62,8 @@ function byteSize(data: RawData): number {
 /**
  * The agent side of the control plane: accepts agent WebSockets, authenticates them,
  * validates every frame, and applies what agents report. Messages of one connection are
- * handled strictly in order (a promise chain), which the idempotency rules rely on.
+ * handled strictly in order (a promise chain), which the idempotency rules rely on; only
+ * heartbeats are handled on arrival (they renew leases, whatever the backlog).
  */
 export class AgentHub {
   private readonly wss = new WebSocketServer({ noServer: true, maxPayload: LIMITS.maxFrameBytes });
@@ -375,6 +378,17 @@ export class AgentHub {
     if (run.agentId !== conn.agentId || run.attempt !== ref.attempt) {
       throw new ProtocolError("STALE_ATTEMPT", `attempt ${ref.attempt} of run ${ref.flowRunId} is no longer held by this agent`);
     }
+    // A run's own reports prove it alive as much as a heartbeat does. This matters when the
+    // control plane falls behind on a busy connection: a heartbeat queued behind a backlog of
+    // reports (or not read while the socket is paused) must not let the lease run out while
+    // those very reports are being applied. At most one write per half lease.
+    const now = Date.now();
+    if (run.leaseExpiresAt && run.leaseExpiresAt.getTime() - now < this.options.leaseMs / 2) {
+      await this.db.flowRun.updateMany({
+        where: { id: run.id, agentId: conn.agentId, attempt: ref.attempt, stateType: { in: HELD_STATES } },
+        data: { leaseExpiresAt: new Date(now + this.options.leaseMs) },
+      });
+    }
     return run;
   }
 
@@ -441,7 +455,22 @@ export class ProtocolError extends Error {
   }
 }
 
-/** One connection's lifecycle: hello first, then messages handled in order. */
+/** A small text frame that is a valid heartbeat, else undefined (handled in the queue as usual). */
+function asHeartbeat(data: RawData): AgentMessage | undefined {
+  if (byteSize(data) > HEARTBEAT_PEEK_BYTES) return undefined;
+  const text = data.toString();
+  if (!text.includes('"heartbeat"')) return undefined;
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  const parsed = validateMessage(AgentMessageSchema, raw);
+  return parsed.ok && parsed.value.type === "heartbeat" ? parsed.value : undefined;
+}
+
+/** One connection's lifecycle: hello first, then messages handled in order (heartbeats excepted). */
 class AgentSession {
   private conn: AgentConnection | undefined;
   private queue: Promise<void> = Promise.resolve();
@@ -464,6 +493,17 @@ class AgentSession {
   }
 
   enqueue(data: RawData, isBinary: boolean): void {
+    // Heartbeats skip the queue: they only renew leases and name revoked attempts, which
+    // does not depend on the order of reports, and they must not wait behind a backlog.
+    const heartbeat = this.conn && !isBinary ? asHeartbeat(data) : undefined;
+    if (heartbeat && this.conn) {
+      const conn = this.conn;
+      this.hub.handle(conn, heartbeat).catch((err: unknown) => {
+        if (err instanceof ProtocolError) this.sendError(err.code, err.message, undefined);
+        else this.hub.internalError(err);
+      });
+      return;
+    }
     if (++this.queued > MAX_QUEUED) {
       this.ws.close(CloseCode.policyViolation, "too many unprocessed messages");
       return;
