@@ -206,6 +206,15 @@ describe("web app in Chromium (sqlite)", () => {
     await page.getByLabel("Search logs").first().fill("no such text anywhere");
     await page.getByLabel("Search logs").first().press("Enter");
     await page.getByText("No lines match.").first().waitFor();
+
+    // Retry: the same run runs again as attempt 2 (and fails the same way).
+    await page.getByRole("button", { name: "Retry" }).click();
+    await waitUntil("the retried run to fail again", async () => {
+      const r = await stack.server.api.runs.get.query({ id });
+      return r.attempt === 2 && r.stateType === "FAILED";
+    });
+    await waitForRunState(page, "FAILED");
+    await page.locator(".fact").filter({ hasText: "Attempt" }).getByText("2").waitFor();
   });
 
   it("cancels a long run from the UI", async () => {

@@ -129,6 +129,16 @@ export default function RunPage() {
           <Fact label="Attempt" value={`${r.attempt}${r.maxRetries ? ` (retries ${r.retryCount}/${r.maxRetries})` : ""}`} />
           <Fact label="Agent" value={r.agentName ?? "—"} />
           <Fact label="Work pool" value={r.workPool} />
+          {params.length ? (
+            <Fact
+              label="Parameters"
+              value={
+                <button type="button" className="link-button mono small params-summary" onClick={() => setTab("parameters")}>
+                  {summarise(r.parameters)}
+                </button>
+              }
+            />
+          ) : null}
           <Fact
             label="Task runs"
             value={
@@ -249,4 +259,12 @@ function Fact({ label, value }: { label: string; value: React.ReactNode }) {
       <span className="fact-value">{value}</span>
     </div>
   );
+}
+
+/** Parameters on one line, cut to fit the header (the Parameters tab shows them whole). */
+function summarise(params: Record<string, unknown>): string {
+  const text = Object.entries(params)
+    .map(([k, v]) => `${k}=${JSON.stringify(v)}`)
+    .join("  ");
+  return text.length > 80 ? `${text.slice(0, 79)}…` : text;
 }
