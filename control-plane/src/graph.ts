@@ -1,4 +1,5 @@
 import type { Db } from "@ferry/prisma";
+import { STATE_DISPLAY_NAMES, type StateType } from "@ferry/sdk/protocol";
 
 /**
  * The graph of one flow run as the web app draws it. Task runs of the same task (a `.map`
@@ -65,18 +66,6 @@ export function groupState(counts: Record<string, number>): string {
   for (const s of GROUP_STATE_ORDER) if ((counts[s] ?? 0) > 0) return s;
   return "PENDING";
 }
-
-const STATE_NAMES: Record<string, string> = {
-  SCHEDULED: "Scheduled",
-  PENDING: "Pending",
-  RUNNING: "Running",
-  COMPLETED: "Completed",
-  FAILED: "Failed",
-  CRASHED: "Crashed",
-  CANCELLING: "Cancelling",
-  CANCELLED: "Cancelled",
-  PAUSED: "Paused",
-};
 
 interface GroupRow {
   taskKey: string;
@@ -168,7 +157,7 @@ export function assembleGraph(input: {
       taskKey: key,
       label: key,
       stateType: state,
-      stateName: STATE_NAMES[state] ?? state,
+      stateName: STATE_DISPLAY_NAMES[state as StateType] ?? state,
       counts: c,
       total: sizeOf(key),
       childFlowRunId: null,

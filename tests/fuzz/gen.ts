@@ -5,7 +5,7 @@
  * and mutations of them. Every case gets its own generator seeded from (run seed, channel,
  * worker, index), so one failing case can be rebuilt on its own.
  */
-import { LIMITS, PROTOCOL_VERSION } from "@ferry/sdk/protocol";
+import { LIMITS, PROTOCOL_VERSION, STATE_DISPLAY_NAMES } from "@ferry/sdk/protocol";
 
 // ---- PRNG ---------------------------------------------------------------------------------
 
@@ -304,17 +304,7 @@ export interface MessageContext {
 }
 
 const STATES = ["SCHEDULED", "PENDING", "RUNNING", "COMPLETED", "FAILED", "CRASHED", "CANCELLING", "CANCELLED", "PAUSED"];
-const STATE_NAMES: Record<string, string> = {
-  SCHEDULED: "Scheduled",
-  PENDING: "Pending",
-  RUNNING: "Running",
-  COMPLETED: "Completed",
-  FAILED: "Failed",
-  CRASHED: "Crashed",
-  CANCELLING: "Cancelling",
-  CANCELLED: "Cancelled",
-  PAUSED: "Paused",
-};
+const STATE_NAMES: Readonly<Record<string, string>> = STATE_DISPLAY_NAMES;
 
 function target(ctx: MessageContext): RunTarget {
   const { rng, owned, others } = ctx;

@@ -47,3 +47,13 @@ export function formatMs(ms: number): string {
 export function formatCount(n: number): string {
   return n.toLocaleString("en-US");
 }
+
+/** A dynamic route segment as typed in the URL (Next may hand it over still encoded). */
+export function routeSegment(value: string | string[] | undefined): string {
+  const s = Array.isArray(value) ? (value[0] ?? "") : (value ?? "");
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s;
+  }
+}

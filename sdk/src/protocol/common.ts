@@ -47,6 +47,19 @@ export const StateType = z.enum([
 ]);
 export type StateType = z.infer<typeof StateType>;
 
+/** The plain display name of each state type (a state may carry a more specific one, e.g. "Retrying"). */
+export const STATE_DISPLAY_NAMES: Readonly<Record<StateType, string>> = {
+  SCHEDULED: "Scheduled",
+  PENDING: "Pending",
+  RUNNING: "Running",
+  COMPLETED: "Completed",
+  FAILED: "Failed",
+  CRASHED: "Crashed",
+  CANCELLING: "Cancelling",
+  CANCELLED: "Cancelled",
+  PAUSED: "Paused",
+};
+
 /** States after which nothing more happens to a run attempt. */
 export const TERMINAL_STATES: ReadonlySet<StateType> = new Set(["COMPLETED", "FAILED", "CRASHED", "CANCELLED"]);
 

@@ -5,22 +5,12 @@ import Link from "next/link";
 import { useParams, useRouter } from "next/navigation";
 import { type ReactNode, useMemo, useState } from "react";
 import { ParamForm } from "@/components/param-form";
-import { StateBadge } from "@/components/state-badge";
+import { RecentRuns } from "@/components/recent-runs";
 import { Empty, LivePill, LoadState } from "@/components/status";
-import { errorText, isAuthError, type RunSummary } from "@/lib/api";
-import { formatAgo, formatDuration, formatMs, formatTime } from "@/lib/format";
-import { useLiveWorkspace, useLoad, useNow } from "@/lib/live";
+import { errorText, isAuthError } from "@/lib/api";
+import { formatAgo, formatMs, formatTime, routeSegment } from "@/lib/format";
+import { useLiveWorkspace, useLoad } from "@/lib/live";
 import { useSession } from "@/lib/session";
-
-/** The segment as typed in the URL (Next may hand it over still encoded). */
-function segment(value: string | string[] | undefined): string {
-  const s = Array.isArray(value) ? (value[0] ?? "") : (value ?? "");
-  try {
-    return decodeURIComponent(s);
-  } catch {
-    return s;
-  }
-}
 
 interface RunError {
   message: string;
@@ -44,43 +34,9 @@ function Fact({ label, children }: { label: string; children: ReactNode }) {
   );
 }
 
-function RecentRuns({ runs }: { runs: RunSummary[] }) {
-  useNow(1_000);
-  return (
-    <table className="table">
-      <thead>
-        <tr>
-          <th>Run</th>
-          <th>State</th>
-          <th>Created</th>
-          <th className="num">Duration</th>
-        </tr>
-      </thead>
-      <tbody>
-        {runs.map((r) => (
-          <tr key={r.id} data-run-id={r.id} data-state={r.stateType}>
-            <td>
-              <Link className="cell-title" href={`/runs/${r.id}`}>
-                {r.name}
-              </Link>
-            </td>
-            <td>
-              <StateBadge type={r.stateType} name={r.stateName} />
-            </td>
-            <td className="nowrap" title={formatTime(r.createdAt)}>
-              {formatAgo(r.createdAt)}
-            </td>
-            <td className="num nowrap">{r.startTime ? formatDuration(r.startTime, r.endTime) : "—"}</td>
-          </tr>
-        ))}
-      </tbody>
-    </table>
-  );
-}
-
 export default function DeploymentPage() {
   const params = useParams<{ name: string }>();
-  const name = segment(params.name);
+  const name = routeSegment(params.name);
   const router = useRouter();
   const { api, can, expired } = useSession();
 

@@ -2,24 +2,14 @@
 
 import Link from "next/link";
 import { useParams } from "next/navigation";
-import { StateBadge } from "@/components/state-badge";
+import { RecentRuns } from "@/components/recent-runs";
 import { Empty, LivePill, LoadState } from "@/components/status";
-import { formatAgo, formatDuration, formatTime } from "@/lib/format";
+import { formatAgo, formatTime, routeSegment } from "@/lib/format";
 import { useLiveWorkspace, useLoad, useNow } from "@/lib/live";
-
-/** The segment as typed in the URL (Next may hand it over still encoded). */
-function segment(value: string | string[] | undefined): string {
-  const s = Array.isArray(value) ? (value[0] ?? "") : (value ?? "");
-  try {
-    return decodeURIComponent(s);
-  } catch {
-    return s;
-  }
-}
 
 export default function FlowPage() {
   const params = useParams<{ name: string }>();
-  const name = segment(params.name);
+  const name = routeSegment(params.name);
   const flow = useLoad(`flow:${name}`, (api) => api.flows.get.query({ name }));
   const runs = useLoad(`flow-runs:${name}`, (api) => api.runs.list.query({ flow: name, limit: 10 }));
   const live = useLiveWorkspace(["runs", "deployments"], (kinds) => {
@@ -115,46 +105,7 @@ export default function FlowPage() {
               </div>
             ) : null}
             {runs.data && items.length === 0 ? <Empty title="No runs yet" /> : null}
-            {items.length ? (
-              <div className="table-scroll">
-                <table className="table">
-                  <thead>
-                    <tr>
-                      <th>Run</th>
-                      <th>State</th>
-                      <th>Deployment</th>
-                      <th>Created</th>
-                      <th className="num">Duration</th>
-                    </tr>
-                  </thead>
-                  <tbody>
-                    {items.map((r) => (
-                      <tr key={r.id} data-run-id={r.id} data-state={r.stateType}>
-                        <td>
-                          <Link className="cell-title" href={`/runs/${r.id}`}>
-                            {r.name}
-                          </Link>
-                        </td>
-                        <td>
-                          <StateBadge type={r.stateType} name={r.stateName} />
-                        </td>
-                        <td>
-                          {r.deployment ? (
-                            <Link href={`/deployments/${encodeURIComponent(r.deployment.name)}`}>{r.deployment.name}</Link>
-                          ) : (
-                            <span className="muted">{r.parentFlowRunId ? "child run" : "—"}</span>
-                          )}
-                        </td>
-                        <td className="nowrap" title={formatTime(r.createdAt)}>
-                          {formatAgo(r.createdAt)}
-                        </td>
-                        <td className="num nowrap">{r.startTime ? formatDuration(r.startTime, r.endTime) : "—"}</td>
-                      </tr>
-                    ))}
-                  </tbody>
-                </table>
-              </div>
-            ) : null}
+            {items.length ? <RecentRuns runs={items} showDeployment /> : null}
           </div>
         </div>
       ) : null}
