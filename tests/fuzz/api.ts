@@ -429,6 +429,9 @@ async function sendIsolated(
       );
       // The server may answer (and stop reading) before the whole body is written.
       req.on("error", (err) => reject(err));
+      // Writing the rest of a refused body can then fail on the socket itself (EPIPE) after the
+      // answer was read and the request let go of it: expected, and not an answer of its own.
+      req.on("socket", (socket) => socket.on("error", () => {}));
       req.on("timeout", () => req.destroy(new Error("timed out")));
       if (big.data !== undefined) {
         req.end(big.data);

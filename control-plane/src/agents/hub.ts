@@ -41,8 +41,6 @@ export interface HubOptions {
 
 /** Messages queued per connection before it is closed for flooding. */
 const MAX_QUEUED = 10_000;
-/** Frames up to this size are checked for being a heartbeat before queueing (a heartbeat lists at most a few hundred runs). */
-const HEARTBEAT_PEEK_BYTES = 64 * 1024;
 /**
  * Bytes of frames waiting on one connection above which the hub stops reading from its socket
  * (TCP then holds the sender back): a burst of frames near the size limit cannot pile up in memory.
@@ -62,8 +60,7 @@ function byteSize(data: RawData): number {
 /**
  * The agent side of the control plane: accepts agent WebSockets, authenticates them,
  * validates every frame, and applies what agents report. Messages of one connection are
- * handled strictly in order (a promise chain), which the idempotency rules rely on; only
- * heartbeats are handled on arrival (they renew leases, whatever the backlog).
+ * handled strictly in order (a promise chain), which the idempotency rules rely on.
  */
 export class AgentHub {
   private readonly wss = new WebSocketServer({ noServer: true, maxPayload: LIMITS.maxFrameBytes });
@@ -319,6 +316,7 @@ export class AgentHub {
   }
 
   async handle(conn: AgentConnection, msg: AgentMessage): Promise<void> {
+    await this.renewVouched(conn);
     switch (msg.type) {
       case "hello":
         throw new ProtocolError("BAD_MESSAGE", "hello was already received on this connection");
@@ -406,6 +404,22 @@ export class AgentHub {
     conn.send({ type: "ack", v: PROTOCOL_VERSION, msgId: msg.msgId, ok: true });
   }
 
+  /**
+   * Messages are handled in order, so on a busy control plane a heartbeat can wait behind a
+   * backlog of reports longer than a lease. Any message handled from a connection shows its
+   * agent alive: the runs its last heartbeat vouched for get their leases renewed (at most
+   * once per half lease). A run the agent stops listing drops out at the next heartbeat.
+   */
+  private async renewVouched(conn: AgentConnection): Promise<void> {
+    const now = Date.now();
+    if (!conn.vouched.size || now - conn.renewedAt < this.options.leaseMs / 2) return;
+    conn.renewedAt = now;
+    await this.db.flowRun.updateMany({
+      where: { id: { in: [...conn.vouched] }, agentId: conn.agentId, stateType: { in: HELD_STATES } },
+      data: { leaseExpiresAt: new Date(now + this.options.leaseMs) },
+    });
+  }
+
   private async onHeartbeat(conn: AgentConnection, msg: Heartbeat): Promise<void> {
     const now = new Date();
     const ids = msg.runs.map((r) => r.flowRunId);
@@ -419,6 +433,8 @@ export class AgentHub {
       rows.filter((r) => r.agentId === conn.agentId && HELD_STATES.includes(r.stateType)).map((r) => [r.id, r.attempt]),
     );
     const live = msg.runs.filter((r) => held.get(r.flowRunId) === r.attempt);
+    conn.vouched = new Set(live.map((r) => r.flowRunId));
+    conn.renewedAt = now.getTime();
     await this.db.$transaction([
       this.db.agent.update({ where: { id: conn.agentId }, data: { lastHeartbeatAt: now, status: "ONLINE" } }),
       this.db.flowRun.updateMany({
@@ -455,22 +471,7 @@ export class ProtocolError extends Error {
   }
 }
 
-/** A small text frame that is a valid heartbeat, else undefined (handled in the queue as usual). */
-function asHeartbeat(data: RawData): AgentMessage | undefined {
-  if (byteSize(data) > HEARTBEAT_PEEK_BYTES) return undefined;
-  const text = data.toString();
-  if (!text.includes('"heartbeat"')) return undefined;
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-  const parsed = validateMessage(AgentMessageSchema, raw);
-  return parsed.ok && parsed.value.type === "heartbeat" ? parsed.value : undefined;
-}
-
-/** One connection's lifecycle: hello first, then messages handled in order (heartbeats excepted). */
+/** One connection's lifecycle: hello first, then messages handled in order. */
 class AgentSession {
   private conn: AgentConnection | undefined;
   private queue: Promise<void> = Promise.resolve();
@@ -493,17 +494,6 @@ class AgentSession {
   }
 
   enqueue(data: RawData, isBinary: boolean): void {
-    // Heartbeats skip the queue: they only renew leases and name revoked attempts, which
-    // does not depend on the order of reports, and they must not wait behind a backlog.
-    const heartbeat = this.conn && !isBinary ? asHeartbeat(data) : undefined;
-    if (heartbeat && this.conn) {
-      const conn = this.conn;
-      this.hub.handle(conn, heartbeat).catch((err: unknown) => {
-        if (err instanceof ProtocolError) this.sendError(err.code, err.message, undefined);
-        else this.hub.internalError(err);
-      });
-      return;
-    }
     if (++this.queued > MAX_QUEUED) {
       this.ws.close(CloseCode.policyViolation, "too many unprocessed messages");
       return;
