@@ -219,6 +219,9 @@ async function roundTripEveryModel(db: Db): Promise<string[]> {
       timeoutMs: 60_000,
     },
   });
+  await db.schedule.create({
+    data: { id: "sch_1", ...common, deploymentId: "dep_1", kind: "cron", cron: "0 * * * *", timezone: "Europe/Paris" },
+  });
   await db.flowRun.create({
     data: {
       id: "run_1",
@@ -234,6 +237,10 @@ async function roundTripEveryModel(db: Db): Promise<string[]> {
       stateTimestamp: at,
       expectedStartTime: at,
       idempotencyKey: "idem-1",
+      scheduleId: "sch_1",
+      scheduledFor: at,
+      dataIntervalStart: new Date(at.getTime() - 3_600_000),
+      dataIntervalEnd: at,
     },
   });
   await db.flowRunState.create({
@@ -299,6 +306,16 @@ async function roundTripEveryModel(db: Db): Promise<string[]> {
   const token = await db.apiToken.findUniqueOrThrow({ where: { hash: "h".repeat(64) } });
   assert.equal(token.expiresAt?.toISOString(), at.toISOString());
   assert.equal(token.revokedAt, null);
+  const schedule = await db.schedule.findUniqueOrThrow({ where: { id: "sch_1" }, include: { runs: true } });
+  assert.deepEqual(
+    [schedule.active, schedule.catchup, schedule.graceSeconds, schedule.source, schedule.lastSlotAt, schedule.runs.length],
+    [true, "LATEST", 60, "user", null, 1],
+  );
+  // One run per schedule and slot.
+  assert.equal(
+    (await db.flowRun.findUniqueOrThrow({ where: { scheduleId_scheduledFor: { scheduleId: "sch_1", scheduledFor: at } } })).id,
+    "run_1",
+  );
   const session = await db.webSession.findUniqueOrThrow({ where: { id: "ses_1" }, include: { token: true } });
   assert.deepEqual([session.token.name, session.endedAt, session.expiresAt.getTime()], ["ci", null, at.getTime()]);
   assert.equal((await db.setting.findUniqueOrThrow({ where: { key: "session.key" } })).value, "secret");
@@ -364,7 +381,8 @@ async function roundTripEveryModel(db: Db): Promise<string[]> {
   );
   // Foreign keys: SET NULL, then CASCADE from the workspace down to every dependent row.
   await db.deployment.delete({ where: { id: "dep_1" } });
-  assert.equal((await db.flowRun.findUniqueOrThrow({ where: { id: "run_1" } })).deploymentId, null);
+  const orphan = await db.flowRun.findUniqueOrThrow({ where: { id: "run_1" } });
+  assert.deepEqual([orphan.deploymentId, orphan.scheduleId], [null, null], "the schedule went with its deployment");
   await db.workspace.delete({ where: { id: workspaceId } });
   const counts = await Promise.all([
     db.apiToken.count(),
@@ -380,11 +398,13 @@ async function roundTripEveryModel(db: Db): Promise<string[]> {
     db.tagLimit.count(),
     db.concurrencySlot.count(),
     db.webSession.count(),
+    db.schedule.count(),
   ]);
-  assert.deepEqual(counts, [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+  assert.deepEqual(counts, [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
   assert.equal(await db.setting.count(), 1);
 
   return [
+    "Schedule",
     "WebSession",
     "WorkPool",
     "TagLimit",

@@ -333,6 +333,11 @@ export function describeSqlite(db: BetterSqlite3.Database): SchemaShape {
           .join(",");
         names.set(fkColumns, fkName);
       }
+      // A column added later (ALTER TABLE ADD COLUMN) carries its named key in the column
+      // definition: "col" TYPE CONSTRAINT "name" REFERENCES … (no table rebuild needed).
+      for (const match of sql.matchAll(/"((?:[^"]|"")+)"\s+\w+\s+CONSTRAINT\s+"((?:[^"]|"")+)"\s+REFERENCES/gi)) {
+        names.set(match[1]?.replace(/""/g, '"') ?? "", match[2]?.replace(/""/g, '"') ?? "");
+      }
       const foreignKeys = [...new Set(fkRows.map((row) => row.id))].map((id): ForeignKeyShape => {
         const rows = fkRows.filter((row) => row.id === id).sort((a, b) => a.seq - b.seq);
         const first = rows[0];

@@ -1,11 +1,10 @@
 import type { Provider } from "@ferry/prisma";
 import { JsonObject, PROTOCOL_VERSION, StateType } from "@ferry/sdk/protocol";
 import { z } from "zod";
-import { runChanged } from "../changes.ts";
 import type { Context } from "../context.ts";
 import { DomainError } from "../errors.ts";
 import { loadRunGraph } from "../graph.ts";
-import { newId, shortId } from "../ids.ts";
+import { createFlowRun } from "../orchestration/create-run.ts";
 import { currentState, proposeFlowRunState, retryFlowRun } from "../orchestration/flow-runs.ts";
 import { containsFilter, exactPage, hasTag } from "../text-match.ts";
 import { router, scoped } from "../trpc.ts";
@@ -21,62 +20,23 @@ export const CreateRunInput = z.object({
 
 async function createRun(ctx: Context & { principal: NonNullable<Context["principal"]> }, input: z.infer<typeof CreateRunInput>) {
   const workspaceId = ctx.principal.workspaceId;
-  const earlier = () =>
-    input.idempotencyKey
-      ? ctx.db.flowRun.findUnique({
-          where: { workspaceId_idempotencyKey: { workspaceId, idempotencyKey: input.idempotencyKey } },
-        })
-      : null;
-  const existing = await earlier();
-  if (existing) return { run: existing, created: false };
+  if (input.idempotencyKey) {
+    const existing = await ctx.db.flowRun.findUnique({
+      where: { workspaceId_idempotencyKey: { workspaceId, idempotencyKey: input.idempotencyKey } },
+    });
+    if (existing) return { run: existing, created: false };
+  }
   const deployment = await ctx.db.deployment.findUnique({ where: { workspaceId_name: { workspaceId, name: input.deployment } } });
   if (!deployment) throw new DomainError("NOT_FOUND", `no deployment named "${input.deployment}"`);
-  const parameters = { ...parseJson<Record<string, unknown>>(deployment.defaultParamsJson, {}), ...input.parameters };
-  const issues = ctx.params.check(deployment.paramsSchemaJson, parameters);
-  if (issues.length) {
-    throw new DomainError(
-      "INVALID_PARAMETERS",
-      `invalid parameters for deployment "${deployment.name}":\n${issues.map((i) => `  - ${i}`).join("\n")}`,
-      issues,
-    );
-  }
-  const now = new Date();
-  const id = newId();
-  try {
-    const [run] = await ctx.db.$transaction([
-      ctx.db.flowRun.create({
-        data: {
-          id,
-          workspaceId,
-          flowId: deployment.flowId,
-          deploymentId: deployment.id,
-          name: `${deployment.flowName}-${shortId()}`,
-          parametersJson: JSON.stringify(parameters),
-          tagsJson: JSON.stringify(input.tags ?? parseJson<string[]>(deployment.tagsJson, [])),
-          workPool: deployment.workPool,
-          stateType: "SCHEDULED",
-          stateName: "Scheduled",
-          stateTimestamp: now,
-          maxRetries: deployment.retries,
-          retryDelayMs: deployment.retryDelayMs,
-          timeoutMs: deployment.timeoutMs,
-          expectedStartTime: now,
-          idempotencyKey: input.idempotencyKey ?? null,
-        },
-      }),
-      ctx.db.flowRunState.create({
-        data: { id: newId(), workspaceId, flowRunId: id, type: "SCHEDULED", name: "Scheduled", timestamp: now, attempt: 0 },
-      }),
-    ]);
-    runChanged(ctx.db, workspaceId, id);
-    ctx.dispatcher.kick();
-    return { run, created: true };
-  } catch (err) {
-    // Two creates with the same idempotency key raced: the loser returns the winner's run.
-    const winner = await earlier();
-    if (winner) return { run: winner, created: false };
-    throw err;
-  }
+  const outcome = await createFlowRun(ctx.db, ctx.params, {
+    workspaceId,
+    deployment,
+    parameters: input.parameters,
+    tags: input.tags,
+    idempotencyKey: input.idempotencyKey,
+  });
+  if (outcome.created) ctx.dispatcher.kick();
+  return outcome;
 }
 
 function present<T extends { parametersJson: string; tagsJson: string }>(run: T) {
