@@ -131,6 +131,7 @@ export class FlowProcess {
           parameters: this.assign.parameters,
           retriesLeft: this.assign.retriesLeft,
           ...(this.options.resultDir ? { resultDir: this.options.resultDir } : {}),
+          ...(this.assign.schedule ? { schedule: this.assign.schedule } : {}),
         });
         return;
       }

@@ -10,6 +10,7 @@ import { Command, Option } from "commander";
 import { z } from "zod";
 import { discoverDeployments } from "./commands/deploy.ts";
 import { runDev } from "./commands/dev.ts";
+import { describeSchedule, scheduleRows } from "./commands/schedule.ts";
 import { EXIT_CODES, followRun } from "./commands/wait.ts";
 import { apiConfig, CliError, databaseUrl, parseFlags } from "./config.ts";
 import { formatLogLine, printJson, printTable } from "./output.ts";
@@ -132,6 +133,8 @@ export function buildProgram(): Command {
       "lax",
     )
     .option("--secure-cookies", "mark the session cookie Secure (serve over HTTPS)")
+    .option("--scheduler-interval <duration>", "time between scheduler passes", "5s")
+    .option("--scheduler-horizon <duration>", "how far ahead scheduled runs are created", "1h")
     .option(...RETENTION_OPTION)
     .action(async (flags) => {
       const f = parseFlags(
@@ -144,6 +147,8 @@ export function buildProgram(): Command {
           corsOrigin: z.array(z.url()).optional(),
           sessionCookie: z.enum(["lax", "none", "strict"]),
           secureCookies: z.boolean().optional(),
+          schedulerInterval: DurationFlag,
+          schedulerHorizon: DurationFlag,
           retention: RetentionFlag,
         }),
         flags,
@@ -163,6 +168,7 @@ export function buildProgram(): Command {
           secure: !!f.secureCookies,
         },
         retention: { maxAgeMs: f.retention },
+        scheduler: { intervalMs: Math.max(100, f.schedulerInterval), horizonMs: f.schedulerHorizon },
       });
       process.stdout.write(`Ferry control plane listening on ${cp.url}\n`);
       if (cp.bootstrapToken) {
@@ -380,6 +386,78 @@ export function buildProgram(): Command {
       if (flags.json) return printJson(all);
       for (const l of all) process.stdout.write(`${formatLogLine(l)}\n`);
     });
+
+  const schedule = program.command("schedule").description("schedules: when deployments run by time");
+  apiOptions(schedule.command("add <deployment>"))
+    .description("add a schedule: --cron (with --timezone) or --every (with --anchor)")
+    .option("--cron <expression>", 'cron expression, 5 fields (or 6 with seconds first), e.g. "0 2 * * *"')
+    .option("--timezone <tz>", "IANA time zone the cron expression is read in", "UTC")
+    .option("--every <duration>", "fixed interval, e.g. 15m, 1h, 1d")
+    .option("--anchor <time>", "ISO time the interval counts from (default: now)")
+    .option("--param <key=value>", "parameter for the scheduled runs (repeatable)", collect)
+    .option("--params-json <json>", "all parameters as one JSON object")
+    .option("--catchup <policy>", "missed slots after an outage: all | latest | skip", "latest")
+    .option("--grace <duration>", "a run not started this long after its slot is Late", "60s")
+    .option("--paused", "create it paused")
+    .action(async (deployment: string, flags) => {
+      const f = parseFlags(
+        z
+          .object({
+            cron: z.string().min(1).optional(),
+            timezone: z.string().min(1),
+            every: DurationFlag.optional(),
+            anchor: z.iso.datetime({ offset: true }).optional(),
+            catchup: z.preprocess((v) => (typeof v === "string" ? v.toUpperCase() : v), z.enum(["ALL", "LATEST", "SKIP"])),
+            grace: DurationFlag,
+            paused: z.boolean().optional(),
+          })
+          .refine((x) => (x.cron === undefined) !== (x.every === undefined), "give either --cron or --every"),
+        flags,
+      );
+      const created = await client(flags).schedules.create.mutate({
+        deployment,
+        schedule: {
+          ...(f.cron ? { cron: f.cron, timezone: f.timezone } : {}),
+          ...(f.every !== undefined ? { intervalSeconds: Math.max(1, Math.round(f.every / 1000)) } : {}),
+          ...(f.anchor ? { anchor: f.anchor } : {}),
+          parameters: parseParams(flags.param ?? [], flags.paramsJson),
+          catchup: f.catchup,
+          graceSeconds: Math.max(1, Math.round(f.grace / 1000)),
+          active: !f.paused,
+        },
+      });
+      if (flags.json) return printJson(created);
+      process.stdout.write(
+        `schedule ${created.id} for ${created.deployment}: ${describeSchedule(created)}${created.active ? "" : " (paused)"}\n  next: ${created.nextSlots.slice(0, 3).join(", ") || "-"}\n`,
+      );
+    });
+  apiOptions(schedule.command("ls"))
+    .description("list schedules with their next slot")
+    .option("--deployment <name>", "only this deployment's")
+    .action(async (flags) => {
+      const list = await client(flags).schedules.list.query(flags.deployment ? { deployment: flags.deployment } : {});
+      if (flags.json) return printJson(list);
+      printTable(scheduleRows(list), ["id", "deployment", "when", "active", "catchup", "source", "next"]);
+    });
+  for (const [verb, what] of [
+    ["pause", "stop making runs (runs not started yet are removed)"],
+    ["resume", "make runs again, from now on"],
+    ["rm", "delete a schedule (runs not started yet are removed)"],
+  ] as const) {
+    apiOptions(schedule.command(`${verb} <id>`))
+      .description(what)
+      .action(async (id: string, flags) => {
+        const api = client(flags).schedules;
+        const result =
+          verb === "pause"
+            ? await api.pause.mutate({ id })
+            : verb === "resume"
+              ? await api.resume.mutate({ id })
+              : await api.delete.mutate({ id });
+        if (flags.json) return printJson(result);
+        process.stdout.write(`schedule ${id}: ${verb === "rm" ? "deleted" : verb === "pause" ? "paused" : "active"}\n`);
+      });
+  }
 
   const token = program.command("token").description("API tokens (admin scope)");
   apiOptions(token.command("create"))

@@ -3,6 +3,7 @@ import type { AgentHub } from "./agents/hub.ts";
 import type { Authenticator, Principal } from "./auth/authenticate.ts";
 import type { Dispatcher } from "./dispatcher.ts";
 import type { ParamsValidator } from "./params.ts";
+import type { Scheduler } from "./scheduler.ts";
 import type { TagSlots } from "./slots.ts";
 
 /** The long-lived parts of a control plane that request handlers use. */
@@ -15,6 +16,7 @@ export interface Services {
   hub: AgentHub;
   slots: TagSlots;
   params: ParamsValidator;
+  scheduler: Scheduler;
 }
 
 /** How the web session cookie is set: `SameSite=None; Secure` lets a web app on another site use it. */

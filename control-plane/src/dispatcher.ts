@@ -271,6 +271,15 @@ export class Dispatcher {
       ...(run.timeoutMs ? { timeoutMs: run.timeoutMs } : {}),
       retriesLeft: Math.max(0, run.maxRetries - run.retryCount),
       leaseExpiresAt: leaseExpiresAt.toISOString(),
+      ...(run.scheduledFor
+        ? {
+            schedule: {
+              scheduledFor: run.scheduledFor.toISOString(),
+              ...(run.dataIntervalStart ? { dataIntervalStart: run.dataIntervalStart.toISOString() } : {}),
+              dataIntervalEnd: (run.dataIntervalEnd ?? run.scheduledFor).toISOString(),
+            },
+          }
+        : {}),
     });
     return true;
   }

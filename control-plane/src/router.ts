@@ -6,6 +6,7 @@ import { tagLimitsRouter, workPoolsRouter } from "./routers/limits.ts";
 import { liveRouter } from "./routers/live.ts";
 import { logsRouter } from "./routers/logs.ts";
 import { runsRouter } from "./routers/runs.ts";
+import { schedulesRouter } from "./routers/schedules.ts";
 import { taskRunsRouter } from "./routers/task-runs.ts";
 import { tokensRouter } from "./routers/tokens.ts";
 import { router } from "./trpc.ts";
@@ -22,6 +23,7 @@ export const appRouter = router({
   workPools: workPoolsRouter,
   tagLimits: tagLimitsRouter,
   live: liveRouter,
+  schedules: schedulesRouter,
 });
 
 /** The API's type: import it type-only in clients (`import type { AppRouter } from "@ferry/control-plane"`). */

@@ -17,6 +17,7 @@ import { ParamsValidator } from "./params.ts";
 import { RetentionJob } from "./retention.ts";
 import { appRouter } from "./router.ts";
 import { SESSION_COOKIE } from "./routers/auth.ts";
+import { Scheduler, type SchedulerOptions } from "./scheduler.ts";
 import { TagSlots } from "./slots.ts";
 import { type CreatedToken, createWorkspace, sessionKey } from "./workspace.ts";
 
@@ -34,6 +35,8 @@ export interface ControlPlaneOptions {
   corsOrigins?: string[];
   /** The web session cookie: `SameSite=Lax` (default) suits a web app on the same site; `None` (implies Secure) another site. */
   sessionCookie?: Partial<SessionCookieOptions>;
+  /** The scheduler's horizon and pass interval (tests shorten them). */
+  scheduler?: SchedulerOptions;
   /** Deletion of finished runs (with their states and logs) older than `maxAgeMs` (default 30 days; 0 keeps them forever). */
   retention?: { maxAgeMs?: number; periodMs?: number };
 }
@@ -77,6 +80,14 @@ async function start(database: OpenDatabase, options: ControlPlaneOptions): Prom
     leaseMs,
     serverVersion: SERVER_VERSION,
   });
+  const params = new ParamsValidator();
+  const scheduler = new Scheduler(
+    db,
+    params,
+    () => dispatcher.kick(),
+    logger.child({ component: "scheduler" }),
+    options.scheduler,
+  );
   const services: Services = {
     db,
     provider: database.provider,
@@ -84,7 +95,8 @@ async function start(database: OpenDatabase, options: ControlPlaneOptions): Prom
     dispatcher,
     hub,
     slots,
-    params: new ParamsValidator(),
+    params,
+    scheduler,
   };
   const reaper = new LeaseReaper(db, dispatcher, slots, logger.child({ component: "leases" }), options.leaseSweepMs ?? 1_000);
   const retention = new RetentionJob(db, logger.child({ component: "retention" }), options.retention);
@@ -142,6 +154,7 @@ async function start(database: OpenDatabase, options: ControlPlaneOptions): Prom
   const host = options.host && options.host !== "0.0.0.0" && options.host !== "::" ? options.host : "127.0.0.1";
   const url = `http://${host.includes(":") ? `[${host}]` : host}:${address.port}`;
   reaper.start(leaseMs);
+  scheduler.start();
   const sessionPruner = setInterval(() => {
     auth.pruneSessions().catch((err: unknown) => log.warn({ err }, "could not prune web sessions"));
   }, 3_600_000);
@@ -158,6 +171,7 @@ async function start(database: OpenDatabase, options: ControlPlaneOptions): Prom
     bootstrapToken,
     async close() {
       clearInterval(sessionPruner);
+      scheduler.stop();
       reaper.stop();
       dispatcher.stop();
       await retention.stop();

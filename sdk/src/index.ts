@@ -15,7 +15,7 @@ export {
   type TaskMethodDecorator,
   task,
 } from "./runtime/authoring.ts";
-export type { Flow, FlowDef, FlowOptions } from "./runtime/flow.ts";
+export type { Flow, FlowDef, FlowOptions, FlowSchedule, ScheduleSpecInput } from "./runtime/flow.ts";
 export { type LocalFlowRun, type LocalRunResult, type LocalTaskRun, type RunLocalOptions, runLocal } from "./runtime/local.ts";
 export { getRunContext, log, type RunContext, type RunLogger } from "./runtime/scope.ts";
 export type { MapItem, MapOptions, Task, TaskDef, TaskOptions } from "./runtime/task.ts";

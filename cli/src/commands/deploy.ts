@@ -1,6 +1,6 @@
 import { relative, resolve, sep } from "node:path";
 import { pathToFileURL } from "node:url";
-import { decoratedFlowDefs, flowsInModule } from "@ferry/sdk";
+import { decoratedFlowDefs, flowsInModule, type ScheduleSpecInput } from "@ferry/sdk";
 import { z } from "zod";
 import { CliError } from "../config.ts";
 
@@ -17,6 +17,8 @@ export interface DeploymentSpec {
   timeoutMs?: number;
   concurrencyLimit?: number;
   collisionStrategy: "ENQUEUE" | "CANCEL_NEW";
+  /** The flow's declared schedules (the deployment's deploy-made schedules become exactly these). */
+  schedules: ScheduleSpecInput[];
 }
 
 /**
@@ -64,5 +66,6 @@ export async function discoverDeployments(
     ...(def.timeoutMs ? { timeoutMs: def.timeoutMs } : {}),
     ...(def.concurrencyLimit ? { concurrencyLimit: def.concurrencyLimit } : {}),
     collisionStrategy: def.collisionStrategy,
+    schedules: def.schedules,
   }));
 }

@@ -1,9 +1,12 @@
+import type { Deployment } from "@ferry/prisma/sqlite";
 import { JsonObject } from "@ferry/sdk/protocol";
 import { z } from "zod";
 import { changesOf } from "../changes.ts";
+import type { Context } from "../context.ts";
 import { DomainError } from "../errors.ts";
 import { newId } from "../ids.ts";
 import { router, scoped } from "../trpc.ts";
+import { ScheduleInput, scheduleColumns } from "./schedules.ts";
 import { Limit, parseJson } from "./shared.ts";
 
 const Name = z
@@ -41,6 +44,12 @@ export const DeploymentInput = z.object({
   concurrencyLimit: z.number().int().min(1).max(100_000).optional(),
   /** Over the limit, a new run waits (ENQUEUE) or is cancelled (CANCEL_NEW). */
   collisionStrategy: z.enum(["ENQUEUE", "CANCEL_NEW"]).default("ENQUEUE"),
+  /**
+   * Schedules declared with the flow (what `ferry deploy` sends): the deployment's deploy-made
+   * schedules become exactly these; unchanged ones keep their place in time. Omitted: untouched.
+   * Schedules added with the API or `ferry schedule add` are never changed by a deploy.
+   */
+  schedules: z.array(ScheduleInput).max(20).optional(),
 });
 export type DeploymentInput = z.infer<typeof DeploymentInput>;
 
@@ -52,6 +61,56 @@ function present<T extends { paramsSchemaJson: string; defaultParamsJson: string
     defaultParams: parseJson<Record<string, unknown>>(defaultParamsJson, {}),
     tags: parseJson<string[]>(tagsJson, []),
   };
+}
+
+/** What makes two schedules the same (so a redeploy keeps an unchanged schedule's cursor). */
+function scheduleIdentity(s: {
+  kind: string;
+  cron: string | null;
+  timezone: string;
+  intervalSeconds: number | null;
+  anchor: Date | null;
+  parametersJson: string;
+  catchup: string;
+  graceSeconds: number;
+  active: boolean;
+}): string {
+  return JSON.stringify([
+    s.kind,
+    s.cron,
+    s.timezone,
+    s.intervalSeconds,
+    s.anchor?.getTime() ?? null,
+    s.parametersJson,
+    s.catchup,
+    s.graceSeconds,
+    s.active,
+  ]);
+}
+
+async function syncDeploySchedules(ctx: Context, deployment: Deployment, schedules: ScheduleInput[]): Promise<void> {
+  const now = new Date();
+  const wanted = schedules.map((s) => scheduleColumns(ctx, deployment, s, now));
+  const existing = await ctx.db.schedule.findMany({ where: { deploymentId: deployment.id, source: "deploy" } });
+  const keep = new Set<string>();
+  const have = new Map(existing.map((e) => [scheduleIdentity(e), e]));
+  const create = [];
+  for (const w of wanted) {
+    const match = have.get(scheduleIdentity(w));
+    if (match && !keep.has(match.id)) keep.add(match.id);
+    else create.push(w);
+  }
+  const gone = existing.filter((e) => !keep.has(e.id));
+  for (const g of gone) {
+    await ctx.db.flowRun.deleteMany({ where: { scheduleId: g.id, stateType: "SCHEDULED", agentId: null, attempt: 0 } });
+    await ctx.db.schedule.delete({ where: { id: g.id } });
+  }
+  for (const c of create) {
+    await ctx.db.schedule.create({
+      data: { id: newId(), workspaceId: deployment.workspaceId, deploymentId: deployment.id, source: "deploy", ...c },
+    });
+  }
+  if (gone.length || create.length) ctx.scheduler.kick();
 }
 
 export const deploymentsRouter = router({
@@ -85,6 +144,7 @@ export const deploymentsRouter = router({
         create: { id: newId(), workspaceId, name: input.name, ...data },
         update: data,
       });
+      if (input.schedules) await syncDeploySchedules(ctx, deployment, input.schedules);
       changesOf(ctx.db).publish({ kind: "deployments", workspaceId });
       return present(deployment);
     }),

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { Counter, Id, JsonObject, LIMITS, Name, StateProposal, Timestamp, Version } from "./common.ts";
+import { Counter, Id, JsonObject, LIMITS, Name, ScheduleInfo, StateProposal, Timestamp, Version } from "./common.ts";
 import { LogLine, RunEvent } from "./events.ts";
 
 /** WebSocket path of the agent channel, versioned with the protocol. */
@@ -142,6 +142,8 @@ export const RunAssign = z.object({
   /** Retries of the whole run still available: while some remain, task results are kept for the next attempt. */
   retriesLeft: Counter.default(0),
   leaseExpiresAt: Timestamp,
+  /** Present for runs a schedule made. */
+  schedule: ScheduleInfo.optional(),
 });
 export type RunAssign = z.infer<typeof RunAssign>;
 

@@ -47,6 +47,14 @@ export const StateType = z.enum([
 ]);
 export type StateType = z.infer<typeof StateType>;
 
+/** A run made by a schedule: its slot, and the data interval it covers (from the previous slot to this one). */
+export const ScheduleInfo = z.object({
+  scheduledFor: Timestamp,
+  dataIntervalStart: Timestamp.optional(),
+  dataIntervalEnd: Timestamp,
+});
+export type ScheduleInfo = z.infer<typeof ScheduleInfo>;
+
 /** The plain display name of each state type (a state may carry a more specific one, e.g. "Retrying"). */
 export const STATE_DISPLAY_NAMES: Readonly<Record<StateType, string>> = {
   SCHEDULED: "Scheduled",

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { Counter, Id, JsonObject, Name, SerializedError, StateProposal, Version } from "./common.ts";
+import { Counter, Id, JsonObject, Name, ScheduleInfo, SerializedError, StateProposal, Version } from "./common.ts";
 import { LogRecord, RunEvent } from "./events.ts";
 
 /**
@@ -21,6 +21,8 @@ export const IpcStart = z.object({
   retriesLeft: Counter.default(0),
   /** The agent's result store (a directory); absent: results are not kept. */
   resultDir: z.string().min(1).optional(),
+  /** Present for runs a schedule made. */
+  schedule: ScheduleInfo.optional(),
 });
 export type IpcStart = z.infer<typeof IpcStart>;
 

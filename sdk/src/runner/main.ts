@@ -84,6 +84,7 @@ async function run(start: IpcStart): Promise<never> {
     reporter,
     signal: abort.signal,
     ...(start.resultDir ? { resultStore: new LocalResultStore(start.resultDir), persistResults: start.retriesLeft > 0 } : {}),
+    ...(start.schedule ? { schedule: start.schedule } : {}),
   });
   if (outcome.error !== undefined) {
     const e = serializeError(outcome.error);

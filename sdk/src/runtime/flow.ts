@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import type { z } from "zod";
 import { type Duration, toMs } from "../duration.ts";
 import { errorMessage, errorReport, ParameterError, TimeoutError } from "../errors.ts";
-import type { JsonObject, StateProposal } from "../protocol/common.ts";
+import type { JsonObject, ScheduleInfo, StateProposal } from "../protocol/common.ts";
 import type { ResultStore } from "./result-store.ts";
 import { collectUpstream, recordResult, toJsonObject } from "./results.ts";
 import { currentScope, type FlowRunScope, nextDynamicKey, type RunReporter, runInScope } from "./scope.ts";
@@ -26,6 +26,51 @@ export interface FlowOptions {
   concurrencyLimit?: number;
   /** Over the limit, a new run waits ("ENQUEUE", the default) or is cancelled ("CANCEL_NEW"). */
   collisionStrategy?: "ENQUEUE" | "CANCEL_NEW";
+  /** When the deployment runs by time; `ferry deploy` keeps the deployment's schedules equal to these. */
+  schedules?: FlowSchedule[];
+}
+
+/** A schedule declared with a flow: a cron expression in a time zone, or a fixed interval. */
+export interface FlowSchedule {
+  /** Cron expression, 5 fields (or 6 with seconds first), read in `timezone` (default UTC). */
+  cron?: string;
+  timezone?: string;
+  /** Or every this long, counted from `anchor` (default: when the schedule is created). */
+  every?: Duration;
+  anchor?: Date | string;
+  /** Parameters of the scheduled runs (over the deployment's defaults). */
+  parameters?: Record<string, unknown>;
+  /** Slots missed during an outage: run "ALL", only the "LATEST" (default), or "SKIP" them. */
+  catchup?: "ALL" | "LATEST" | "SKIP";
+  /** A run not started this long after its slot is Late (default 60 s). */
+  grace?: Duration;
+  active?: boolean;
+}
+
+/** A FlowSchedule as the API takes it. */
+export interface ScheduleSpecInput {
+  cron?: string;
+  timezone: string;
+  intervalSeconds?: number;
+  anchor?: string;
+  parameters: Record<string, unknown>;
+  catchup: "ALL" | "LATEST" | "SKIP";
+  graceSeconds: number;
+  active: boolean;
+}
+
+function normaliseSchedule(s: FlowSchedule): ScheduleSpecInput {
+  if ((s.cron === undefined) === (s.every === undefined)) throw new RangeError("a flow schedule needs either cron or every");
+  return {
+    ...(s.cron !== undefined ? { cron: s.cron } : {}),
+    timezone: s.timezone ?? "UTC",
+    ...(s.every !== undefined ? { intervalSeconds: Math.max(1, Math.round(toMs(s.every) / 1000)) } : {}),
+    ...(s.anchor !== undefined ? { anchor: new Date(s.anchor).toISOString() } : {}),
+    parameters: s.parameters ?? {},
+    catchup: s.catchup ?? "LATEST",
+    graceSeconds: Math.max(1, Math.round(toMs(s.grace ?? "60s") / 1000)),
+    active: s.active ?? true,
+  };
 }
 
 export interface FlowDef {
@@ -40,6 +85,7 @@ export interface FlowDef {
   readonly workPool: string;
   readonly concurrencyLimit: number | undefined;
   readonly collisionStrategy: "ENQUEUE" | "CANCEL_NEW";
+  readonly schedules: ScheduleSpecInput[];
   readonly fn: (params: never) => unknown;
 }
 
@@ -71,6 +117,7 @@ export function makeFlowDef(options: FlowOptions, fn: (params: never) => unknown
     workPool: options.workPool ?? "default",
     concurrencyLimit: options.concurrencyLimit,
     collisionStrategy: options.collisionStrategy ?? "ENQUEUE",
+    schedules: (options.schedules ?? []).map(normaliseSchedule),
     fn,
   };
 }
@@ -103,6 +150,8 @@ export interface ExecuteOptions {
   resultStore?: ResultStore;
   /** Keep every task's result for a later attempt of this run (it has retries left). */
   persistResults?: boolean;
+  /** The slot and data interval of a run a schedule made. */
+  schedule?: ScheduleInfo;
 }
 
 function outcomeOf(err: unknown): FlowOutcome {
@@ -136,6 +185,7 @@ export async function executeFlow(def: FlowDef, self: unknown, rawParams: unknow
     dynamicKeys: new Map(),
     results: opts.results ?? new WeakMap(),
     signal: opts.signal ?? new AbortController().signal,
+    schedule: opts.schedule,
   };
   try {
     const work = runInScope({ flow: scope }, async () => def.fn.call(self, params as never));

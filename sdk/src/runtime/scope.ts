@@ -1,6 +1,6 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import { format } from "node:util";
-import { type JsonObject, LIMITS, type LogLevel } from "../protocol/common.ts";
+import { type JsonObject, LIMITS, type LogLevel, type ScheduleInfo } from "../protocol/common.ts";
 import type { LogRecord, RunEvent } from "../protocol/events.ts";
 import type { ResultStore } from "./result-store.ts";
 
@@ -33,6 +33,8 @@ export interface FlowRunScope {
   /** Results (objects and promises) produced by task runs of the whole process run → task-run id. */
   readonly results: WeakMap<object, string>;
   readonly signal: AbortSignal;
+  /** The slot and data interval of a run a schedule made (child flow runs share their root's). */
+  readonly schedule?: ScheduleInfo | undefined;
 }
 
 interface Scope {
@@ -109,6 +111,10 @@ export interface RunContext {
   readonly taskRunId: string | undefined;
   readonly signal: AbortSignal;
   readonly log: RunLogger;
+  /** When a schedule made the run: the slot it was made for. */
+  readonly scheduledFor: Date | undefined;
+  /** When a schedule made the run: the data interval it covers, from the previous slot (if any) to its own. */
+  readonly dataInterval: { start: Date | undefined; end: Date } | undefined;
 }
 
 /** The current run, or undefined when called outside a flow run. */
@@ -124,5 +130,12 @@ export function getRunContext(): RunContext | undefined {
     taskRunId: scope.taskRunId,
     signal: flow.signal,
     log,
+    scheduledFor: flow.schedule ? new Date(flow.schedule.scheduledFor) : undefined,
+    dataInterval: flow.schedule
+      ? {
+          start: flow.schedule.dataIntervalStart ? new Date(flow.schedule.dataIntervalStart) : undefined,
+          end: new Date(flow.schedule.dataIntervalEnd),
+        }
+      : undefined,
   };
 }
