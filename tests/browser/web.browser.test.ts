@@ -271,7 +271,21 @@ describe("web app in Chromium (sqlite)", () => {
     await screenshot(page, "deployments");
     await page.goto(`${stack.web.url}/deployments/ml-pipeline`);
     await page.locator('[name="grid"]').waitFor();
+    // A schedule added from the page: listed with its next slots; pausing greys it.
+    const schedules = page.getByTestId("schedules");
+    await schedules.getByRole("button", { name: "Add schedule" }).click();
+    await schedules.locator('input[name="cron"]').fill("0 3 * * *");
+    await schedules.locator('input[name="timezone"]').fill("Europe/Paris");
+    await schedules.locator("form").getByRole("button", { name: "Add schedule" }).click();
+    const scheduleRow = schedules.locator("tr[data-schedule]").filter({ hasText: "0 3 * * * (Europe/Paris)" });
+    await scheduleRow.waitFor();
+    const [created] = await stack.server.api.schedules.list.query({ deployment: "ml-pipeline" });
+    assert.equal(created?.cron, "0 3 * * *");
+    assert.equal(created?.nextSlots.length, 5);
     await screenshot(page, "deployment-run-form");
+    await scheduleRow.getByRole("button", { name: "Pause" }).click();
+    await scheduleRow.getByRole("button", { name: "Resume" }).waitFor();
+    assert.equal((await stack.server.api.schedules.list.query({ deployment: "ml-pipeline" }))[0]?.active, false);
     await page.goto(`${stack.web.url}/flows`);
     await page.getByRole("link", { name: "demo" }).first().waitFor();
     await page.goto(`${stack.web.url}/agents`);

@@ -6,6 +6,7 @@ import { useParams, useRouter } from "next/navigation";
 import { type ReactNode, useMemo, useState } from "react";
 import { ParamForm } from "@/components/param-form";
 import { RecentRuns } from "@/components/recent-runs";
+import { SchedulesCard } from "@/components/schedules-card";
 import { Empty, LivePill, LoadState } from "@/components/status";
 import { errorText, isAuthError } from "@/lib/api";
 import { formatAgo, formatMs, formatTime, routeSegment } from "@/lib/format";
@@ -42,8 +43,12 @@ export default function DeploymentPage() {
 
   const deployment = useLoad(`deployment:${name}`, (a) => a.deployments.get.query({ name }));
   const runs = useLoad(`deployment-runs:${name}`, (a) => a.runs.list.query({ deployment: name, limit: 10 }));
+  const schedules = useLoad(`deployment-schedules:${name}`, (a) => a.schedules.list.query({ deployment: name }));
   const live = useLiveWorkspace(["runs", "deployments"], (kinds) => {
-    if (kinds.includes("deployments")) deployment.reload();
+    if (kinds.includes("deployments")) {
+      deployment.reload();
+      schedules.reload();
+    }
     if (kinds.includes("runs")) runs.reload();
   });
 
@@ -127,6 +132,8 @@ export default function DeploymentPage() {
               <span title={formatTime(d.updatedAt)}>{formatAgo(d.updatedAt)}</span>
             </Fact>
           </div>
+
+          <SchedulesCard deployment={name} schedules={schedules} />
 
           <div className="grid grid-2">
             <div className="card">
