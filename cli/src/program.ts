@@ -8,6 +8,7 @@ import { toMs } from "@ferry/sdk";
 import { StateType } from "@ferry/sdk/protocol";
 import { Command, Option } from "commander";
 import { z } from "zod";
+import { followBackfill, progressLine } from "./commands/backfill.ts";
 import { discoverDeployments } from "./commands/deploy.ts";
 import { runDev } from "./commands/dev.ts";
 import { describeSchedule, scheduleRows } from "./commands/schedule.ts";
@@ -457,6 +458,104 @@ export function buildProgram(): Command {
         if (flags.json) return printJson(result);
         process.stdout.write(`schedule ${id}: ${verb === "rm" ? "deleted" : verb === "pause" ? "paused" : "active"}\n`);
       });
+  }
+
+  apiOptions(program.command("backfill <deployment>"))
+    .description("run a deployment for every slot of a past range (its schedule's, or --cron/--every)")
+    .requiredOption("--from <time>", "start of the range (ISO time or date)")
+    .requiredOption("--to <time>", "end of the range, included (ISO time or date)")
+    .option("--max-active <n>", "runs of the backfill at once", "10")
+    .option("--reprocess <which>", "slots that already have a run: none | failed | completed", "none")
+    .option("--backwards", "newest slots first")
+    .option("--dry-run", "say what would run, create nothing")
+    .option("--cron <expression>", "slots from this cron expression instead of the deployment's schedule")
+    .option("--timezone <tz>", "time zone of --cron", "UTC")
+    .option("--every <duration>", "slots every this long from --from")
+    .option("--schedule <id>", "which of the deployment's schedules gives the slots")
+    .option("--param <key=value>", "parameter (repeatable)", collect)
+    .option("--params-json <json>", "all parameters as one JSON object")
+    .option("--no-wait", "return once the backfill is created")
+    .action(async (deployment: string, flags) => {
+      const Time = z.string().transform((text, ctx) => {
+        const d = new Date(/^\d{4}-\d{2}-\d{2}$/.test(text) ? `${text}T00:00:00Z` : text);
+        if (Number.isNaN(d.getTime())) {
+          ctx.addIssue({ code: "custom", message: `not a time: "${text}" (use 2026-01-31 or 2026-01-31T12:00:00Z)` });
+          return z.NEVER;
+        }
+        return d.toISOString();
+      });
+      const f = parseFlags(
+        z.object({
+          from: Time,
+          to: Time,
+          maxActive: z.coerce.number().int().min(1).max(10_000),
+          reprocess: z.enum(["none", "failed", "completed"]),
+          every: DurationFlag.optional(),
+        }),
+        flags,
+      );
+      const api = client(flags);
+      const parameters = flags.param || flags.paramsJson ? parseParams(flags.param ?? [], flags.paramsJson) : undefined;
+      const result = await api.backfills.create.mutate({
+        deployment,
+        from: f.from,
+        to: f.to,
+        maxActive: f.maxActive,
+        reprocess: f.reprocess,
+        backwards: !!flags.backwards,
+        dryRun: !!flags.dryRun,
+        ...(flags.cron ? { cron: flags.cron, timezone: flags.timezone } : {}),
+        ...(f.every !== undefined ? { intervalSeconds: Math.max(1, Math.round(f.every / 1000)) } : {}),
+        ...(flags.schedule ? { schedule: flags.schedule } : {}),
+        ...(parameters ? { parameters } : {}),
+      });
+      if (result.dryRun || !result.backfill) {
+        if (flags.json) return printJson(result);
+        process.stdout.write(
+          `dry run: ${result.total.toLocaleString("en-US")} slots from ${f.from} to ${f.to}; ${result.alreadyRun} already have a run (reprocess: ${f.reprocess})\n  first: ${result.firstSlots.join(", ")}\n`,
+        );
+        return;
+      }
+      const id = String(result.backfill.id);
+      if (!flags.wait) {
+        if (flags.json) return printJson(result.backfill);
+        process.stdout.write(`backfill ${id}: ${result.total} slots of ${deployment}\n`);
+        return;
+      }
+      if (!flags.json) process.stdout.write(`backfill ${id}: ${result.total.toLocaleString("en-US")} slots of ${deployment}\n`);
+      const end = await followBackfill(api, id, flags.json ? process.stderr : process.stdout);
+      if (flags.json) printJson(end);
+      const failed = (end.runs.FAILED ?? 0) + (end.runs.CRASHED ?? 0);
+      if (end.status === "CANCELLED") process.exitCode = 3;
+      else if (failed) process.exitCode = 1;
+    });
+  const backfills = program.command("backfills").description("backfills: list, follow, pause, resume, cancel");
+  apiOptions(backfills.command("ls"))
+    .option("--deployment <name>", "only this deployment's")
+    .action(async (flags) => {
+      const list = await client(flags).backfills.list.query(flags.deployment ? { deployment: flags.deployment } : {});
+      if (flags.json) return printJson(list);
+      printTable(
+        list.map((b) => ({ id: b.id, deployment: b.deployment, progress: progressLine(b, 20), created: b.createdAt })),
+        ["id", "deployment", "progress", "created"],
+      );
+    });
+  apiOptions(backfills.command("watch <id>")).action(async (id: string, flags) => {
+    const end = await followBackfill(client(flags), id);
+    if (flags.json) printJson(end);
+  });
+  for (const verb of ["pause", "resume", "cancel"] as const) {
+    apiOptions(backfills.command(`${verb} <id>`)).action(async (id: string, flags) => {
+      const api = client(flags).backfills;
+      const r =
+        verb === "pause"
+          ? await api.pause.mutate({ id })
+          : verb === "resume"
+            ? await api.resume.mutate({ id })
+            : await api.cancel.mutate({ id });
+      if (flags.json) return printJson(r);
+      process.stdout.write(`backfill ${id}: ${r.status.toLowerCase()}\n`);
+    });
   }
 
   const token = program.command("token").description("API tokens (admin scope)");

@@ -1,6 +1,7 @@
 import type { Db, Provider } from "@ferry/prisma";
 import type { AgentHub } from "./agents/hub.ts";
 import type { Authenticator, Principal } from "./auth/authenticate.ts";
+import type { Backfiller } from "./backfills.ts";
 import type { Dispatcher } from "./dispatcher.ts";
 import type { ParamsValidator } from "./params.ts";
 import type { Scheduler } from "./scheduler.ts";
@@ -17,6 +18,7 @@ export interface Services {
   slots: TagSlots;
   params: ParamsValidator;
   scheduler: Scheduler;
+  backfiller: Backfiller;
 }
 
 /** How the web session cookie is set: `SameSite=None; Secure` lets a web app on another site use it. */

@@ -56,6 +56,11 @@ export class Dispatcher {
   }
 
   /** A slot was freed or a run went back to the queue. */
+  /** Tells the agent holding an attempt to stop it (if it is connected to this control plane). */
+  cancelOnAgent(agentId: string, flowRunId: string, attempt: number, reason: string): void {
+    this.agent(agentId)?.send({ type: "run.cancel", v: PROTOCOL_VERSION, flowRunId, attempt, reason });
+  }
+
   release(agentId: string | null, flowRunId: string): void {
     if (agentId) this.agents.get(agentId)?.held.delete(flowRunId);
     this.kick();

@@ -1,5 +1,6 @@
 import { agentsRouter } from "./routers/agents.ts";
 import { authRouter } from "./routers/auth.ts";
+import { backfillsRouter } from "./routers/backfills.ts";
 import { deploymentsRouter } from "./routers/deployments.ts";
 import { flowsRouter } from "./routers/flows.ts";
 import { tagLimitsRouter, workPoolsRouter } from "./routers/limits.ts";
@@ -24,6 +25,7 @@ export const appRouter = router({
   tagLimits: tagLimitsRouter,
   live: liveRouter,
   schedules: schedulesRouter,
+  backfills: backfillsRouter,
 });
 
 /** The API's type: import it type-only in clients (`import type { AppRouter } from "@ferry/control-plane"`). */

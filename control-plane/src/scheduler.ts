@@ -1,5 +1,6 @@
 import type { Db } from "@ferry/prisma";
 import type { Schedule } from "@ferry/prisma/sqlite";
+import { changesOf } from "./changes.ts";
 import { DomainError } from "./errors.ts";
 import type { Logger } from "./logger.ts";
 import { createFlowRun } from "./orchestration/create-run.ts";
@@ -145,8 +146,9 @@ export class Scheduler {
       const deployment = await this.db.deployment.findUnique({ where: { id: schedule.deploymentId } });
       if (!deployment) return { created: 0, skipped: 0, late: 0, cancelled: 0 };
       const parameters = parseJson(schedule.parametersJson);
-      for (const slot of plan.create) {
-        try {
+      const made: string[] = [];
+      try {
+        for (const slot of plan.create) {
           const outcome = await createFlowRun(this.db, this.params, {
             workspaceId: schedule.workspaceId,
             deployment,
@@ -159,15 +161,18 @@ export class Scheduler {
               dataIntervalEnd: slot,
             },
           });
-          if (outcome.created) created++;
-        } catch (err) {
-          if (err instanceof DomainError && err.code === "INVALID_PARAMETERS") {
-            this.log.warn({ scheduleId: schedule.id, issues: err.issues }, "scheduled parameters are invalid: no runs created");
-            return { created, skipped: plan.skipped, late: 0, cancelled: 0 };
-          }
+          if (outcome.created) made.push(outcome.run.id);
+        }
+      } catch (err) {
+        if (!(err instanceof DomainError && err.code === "INVALID_PARAMETERS")) {
+          await this.withdrawIfStopped(schedule, made);
           throw err;
         }
+        this.log.warn({ scheduleId: schedule.id, issues: err.issues }, "scheduled parameters are invalid: no runs created");
+        created = made.length - (await this.withdrawIfStopped(schedule, made));
+        return { created, skipped: plan.skipped, late: 0, cancelled: 0 };
       }
+      created = made.length - (await this.withdrawIfStopped(schedule, made));
     }
     if (plan.cursor) {
       // Only forward: another process may have moved it further meanwhile.
@@ -179,6 +184,22 @@ export class Scheduler {
     const { late, cancelled } = await this.lateRuns(schedule, now, graceMs);
     if (plan.skipped) this.log.info({ scheduleId: schedule.id, skipped: plan.skipped }, "missed slots skipped (catch-up policy)");
     return { created, skipped: plan.skipped, late, cancelled };
+  }
+
+  /**
+   * A pause, delete or redeploy that lands during a pass removes the runs it can see, not
+   * those this pass makes after it: once its runs exist, the pass looks at the schedule
+   * again and removes them (those not started) if it was stopped meanwhile. Returns how many.
+   */
+  private async withdrawIfStopped(schedule: Schedule, made: string[]): Promise<number> {
+    if (!made.length) return 0;
+    const current = await this.db.schedule.findUnique({ where: { id: schedule.id }, select: { active: true } });
+    if (current?.active) return 0;
+    const { count } = await this.db.flowRun.deleteMany({
+      where: { id: { in: made }, stateType: "SCHEDULED", agentId: null, attempt: 0 },
+    });
+    if (count) changesOf(this.db).publish({ kind: "runs", workspaceId: schedule.workspaceId });
+    return count;
   }
 
   /** Marks this schedule's runs not started within the grace period Late, then applies the catch-up policy to them. */

@@ -9,6 +9,7 @@ import { getCookie } from "hono/cookie";
 import { cors } from "hono/cors";
 import { AgentHub } from "./agents/hub.ts";
 import { Authenticator, type AuthResult } from "./auth/authenticate.ts";
+import { Backfiller } from "./backfills.ts";
 import type { Context, Services, SessionCookieOptions } from "./context.ts";
 import { Dispatcher } from "./dispatcher.ts";
 import { LeaseReaper } from "./leases.ts";
@@ -88,6 +89,7 @@ async function start(database: OpenDatabase, options: ControlPlaneOptions): Prom
     logger.child({ component: "scheduler" }),
     options.scheduler,
   );
+  const backfiller = new Backfiller(db, params, () => dispatcher.kick(), logger.child({ component: "backfills" }));
   const services: Services = {
     db,
     provider: database.provider,
@@ -97,6 +99,7 @@ async function start(database: OpenDatabase, options: ControlPlaneOptions): Prom
     slots,
     params,
     scheduler,
+    backfiller,
   };
   const reaper = new LeaseReaper(db, dispatcher, slots, logger.child({ component: "leases" }), options.leaseSweepMs ?? 1_000);
   const retention = new RetentionJob(db, logger.child({ component: "retention" }), options.retention);
@@ -155,6 +158,7 @@ async function start(database: OpenDatabase, options: ControlPlaneOptions): Prom
   const url = `http://${host.includes(":") ? `[${host}]` : host}:${address.port}`;
   reaper.start(leaseMs);
   scheduler.start();
+  backfiller.start();
   const sessionPruner = setInterval(() => {
     auth.pruneSessions().catch((err: unknown) => log.warn({ err }, "could not prune web sessions"));
   }, 3_600_000);
@@ -172,6 +176,7 @@ async function start(database: OpenDatabase, options: ControlPlaneOptions): Prom
     async close() {
       clearInterval(sessionPruner);
       scheduler.stop();
+      backfiller.stop();
       reaper.stop();
       dispatcher.stop();
       await retention.stop();

@@ -222,6 +222,19 @@ async function roundTripEveryModel(db: Db): Promise<string[]> {
   await db.schedule.create({
     data: { id: "sch_1", ...common, deploymentId: "dep_1", kind: "cron", cron: "0 * * * *", timezone: "Europe/Paris" },
   });
+  await db.backfill.create({
+    data: {
+      id: "bf_1",
+      ...common,
+      deploymentId: "dep_1",
+      kind: "interval",
+      intervalSeconds: 3600,
+      anchor: at,
+      rangeStart: at,
+      rangeEnd: new Date(at.getTime() + 86_400_000),
+      total: 25,
+    },
+  });
   await db.flowRun.create({
     data: {
       id: "run_1",
@@ -306,6 +319,11 @@ async function roundTripEveryModel(db: Db): Promise<string[]> {
   const token = await db.apiToken.findUniqueOrThrow({ where: { hash: "h".repeat(64) } });
   assert.equal(token.expiresAt?.toISOString(), at.toISOString());
   assert.equal(token.revokedAt, null);
+  const backfill = await db.backfill.findUniqueOrThrow({ where: { id: "bf_1" } });
+  assert.deepEqual(
+    [backfill.status, backfill.maxActive, backfill.reprocess, backfill.backwards, backfill.skipped, backfill.cursor],
+    ["RUNNING", 10, "none", false, 0, null],
+  );
   const schedule = await db.schedule.findUniqueOrThrow({ where: { id: "sch_1" }, include: { runs: true } });
   assert.deepEqual(
     [schedule.active, schedule.catchup, schedule.graceSeconds, schedule.source, schedule.lastSlotAt, schedule.runs.length],
@@ -399,11 +417,13 @@ async function roundTripEveryModel(db: Db): Promise<string[]> {
     db.concurrencySlot.count(),
     db.webSession.count(),
     db.schedule.count(),
+    db.backfill.count(),
   ]);
-  assert.deepEqual(counts, [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+  assert.deepEqual(counts, [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
   assert.equal(await db.setting.count(), 1);
 
   return [
+    "Backfill",
     "Schedule",
     "WebSession",
     "WorkPool",

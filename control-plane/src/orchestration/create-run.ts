@@ -16,6 +16,8 @@ export interface NewRun {
   expectedStartTime?: Date;
   /** A run made by a schedule: its slot and the data interval it covers. */
   schedule?: { scheduleId: string; scheduledFor: Date; dataIntervalStart: Date | null; dataIntervalEnd: Date };
+  /** A run made by a backfill, for one slot of its range. */
+  backfill?: { backfillId: string; scheduledFor: Date; dataIntervalStart: Date | null; dataIntervalEnd: Date };
 }
 
 function parseJson<T>(text: string, fallback: T): T {
@@ -43,6 +45,13 @@ export async function createFlowRun(db: Db, params: ParamsValidator, input: NewR
       return db.flowRun.findUnique({
         where: {
           scheduleId_scheduledFor: { scheduleId: input.schedule.scheduleId, scheduledFor: input.schedule.scheduledFor },
+        },
+      });
+    }
+    if (input.backfill) {
+      return db.flowRun.findUnique({
+        where: {
+          backfillId_scheduledFor: { backfillId: input.backfill.backfillId, scheduledFor: input.backfill.scheduledFor },
         },
       });
     }
@@ -89,6 +98,14 @@ export async function createFlowRun(db: Db, params: ParamsValidator, input: NewR
                 dataIntervalEnd: input.schedule.dataIntervalEnd,
               }
             : {}),
+          ...(input.backfill
+            ? {
+                backfillId: input.backfill.backfillId,
+                scheduledFor: input.backfill.scheduledFor,
+                dataIntervalStart: input.backfill.dataIntervalStart,
+                dataIntervalEnd: input.backfill.dataIntervalEnd,
+              }
+            : {}),
         },
       }),
       db.flowRunState.create({
@@ -98,7 +115,11 @@ export async function createFlowRun(db: Db, params: ParamsValidator, input: NewR
           flowRunId: id,
           type: "SCHEDULED",
           name: "Scheduled",
-          message: input.schedule ? `scheduled for ${input.schedule.scheduledFor.toISOString()}` : null,
+          message: input.schedule
+            ? `scheduled for ${input.schedule.scheduledFor.toISOString()}`
+            : input.backfill
+              ? `backfill of ${input.backfill.scheduledFor.toISOString()}`
+              : null,
           timestamp: now,
           attempt: 0,
         },

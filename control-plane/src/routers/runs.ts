@@ -1,5 +1,5 @@
 import type { Provider } from "@ferry/prisma";
-import { JsonObject, PROTOCOL_VERSION, StateType } from "@ferry/sdk/protocol";
+import { JsonObject, StateType } from "@ferry/sdk/protocol";
 import { z } from "zod";
 import type { Context } from "../context.ts";
 import { DomainError } from "../errors.ts";
@@ -267,15 +267,7 @@ export const runsRouter = router({
       if (outcome.result.status === "REJECT") {
         throw new DomainError("INVALID_TRANSITION", `cannot cancel run ${run.id}: ${outcome.result.reason ?? "rejected"}`);
       }
-      if (!direct && run.agentId) {
-        ctx.dispatcher.agent(run.agentId)?.send({
-          type: "run.cancel",
-          v: PROTOCOL_VERSION,
-          flowRunId: run.id,
-          attempt: run.attempt,
-          reason: "cancelled by user",
-        });
-      }
+      if (!direct && run.agentId) ctx.dispatcher.cancelOnAgent(run.agentId, run.id, run.attempt, "cancelled by user");
       if (outcome.released) ctx.dispatcher.release(run.agentId, run.id);
       return { id: run.id, state: outcome.result.state };
     }),

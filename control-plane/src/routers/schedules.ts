@@ -181,6 +181,8 @@ export const schedulesRouter = router({
       const workspaceId = ctx.principal.workspaceId;
       const schedule = await ctx.db.schedule.findFirst({ where: { id: input.id, workspaceId } });
       if (!schedule) throw new DomainError("NOT_FOUND", `no schedule ${input.id}`);
+      // Stopped first: a scheduler pass under way then withdraws the runs it makes after the drop.
+      await ctx.db.schedule.updateMany({ where: { id: input.id, workspaceId }, data: { active: false } });
       const removed = await dropUpcomingRuns(ctx, input.id, workspaceId);
       await ctx.db.schedule.delete({ where: { id: input.id } });
       changesOf(ctx.db).publish({ kind: "deployments", workspaceId });

@@ -1,6 +1,16 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { checkSpec, latestSlotAtOrBefore, nextSlot, planSlots, previousSlot, type ScheduleSpec, slotsBetween } from "./slots.ts";
+import {
+  checkSpec,
+  countSlots,
+  latestSlotAtOrBefore,
+  nextSlot,
+  planSlots,
+  previousSlot,
+  type ScheduleSpec,
+  slotsBefore,
+  slotsBetween,
+} from "./slots.ts";
 
 const iso = (d: Date | null | undefined) => d?.toISOString();
 const at = (s: string) => new Date(s);
@@ -50,6 +60,22 @@ describe("schedule slots", () => {
     assert.equal(iso(nextSlot(daily0230Berlin, slot)), "2026-01-12T01:30:00.000Z");
     assert.equal(iso(previousSlot(daily0230Berlin, slot)), "2026-01-10T01:30:00.000Z");
     assert.equal(iso(latestSlotAtOrBefore(daily0230Berlin, slot)), slot.toISOString());
+  });
+
+  it("walks backwards and counts slots in a range (backfills)", () => {
+    const hourly: ScheduleSpec = { kind: "cron", cron: "0 * * * *", timezone: "UTC" };
+    assert.deepEqual(slotsBefore(hourly, at("2026-03-01T10:00:00Z"), at("2026-03-01T08:00:00Z"), 10).map(iso), [
+      "2026-03-01T09:00:00.000Z",
+      "2026-03-01T08:00:00.000Z",
+    ]);
+    const every15: ScheduleSpec = { kind: "interval", intervalSeconds: 900, anchor: at("2026-01-01T00:00:00Z") };
+    assert.deepEqual(slotsBefore(every15, at("2026-03-01T10:20:00Z"), at("2026-03-01T09:50:00Z"), 10).map(iso), [
+      "2026-03-01T10:15:00.000Z",
+      "2026-03-01T10:00:00.000Z",
+    ]);
+    assert.equal(countSlots(hourly, at("2026-03-01T00:00:00Z"), at("2026-03-01T23:00:00Z"), 1000), 24);
+    assert.equal(countSlots(every15, at("2026-03-01T00:00:00Z"), at("2026-03-01T00:59:59Z"), 1000), 4);
+    assert.equal(countSlots(every15, at("2026-01-01T00:00:00Z"), at("2027-01-01T00:00:00Z"), 10_000), 10_001);
   });
 
   it("rejects bad expressions and time zones with a readable message", () => {

@@ -95,6 +95,43 @@ export function slotsBetween(spec: ScheduleSpec, after: Date, until: Date, max: 
   return out;
 }
 
+/** Slots in [notBefore, before), newest first, at most `max` (backwards backfills). */
+export function slotsBefore(spec: ScheduleSpec, before: Date, notBefore: Date, max: number): Date[] {
+  const out: Date[] = [];
+  if (spec.kind === "interval") {
+    const step = spec.intervalSeconds * 1000;
+    const anchor = spec.anchor.getTime();
+    let k = Math.ceil((before.getTime() - anchor) / step) - 1;
+    while (out.length < max) {
+      const t = anchor + k * step;
+      if (t < notBefore.getTime()) break;
+      out.push(new Date(t));
+      k--;
+    }
+    return out;
+  }
+  // croner: the runs before a whole second, newest first.
+  const from = new Date(Math.ceil(before.getTime() / 1000) * 1000);
+  for (const slot of cronOf(spec).previousRuns(max + 1, from)) {
+    if (slot.getTime() >= before.getTime()) continue;
+    if (slot.getTime() < notBefore.getTime() || out.length >= max) break;
+    out.push(slot);
+  }
+  return out;
+}
+
+/** How many slots lie in [start, end] (at most `cap`; more is reported as cap + 1). */
+export function countSlots(spec: ScheduleSpec, start: Date, end: Date, cap: number): number {
+  if (spec.kind === "interval") {
+    const step = spec.intervalSeconds * 1000;
+    const anchor = spec.anchor.getTime();
+    const first = Math.ceil((start.getTime() - anchor) / step);
+    const last = Math.floor((end.getTime() - anchor) / step);
+    return Math.min(cap + 1, Math.max(0, last - first + 1));
+  }
+  return slotsBetween(spec, new Date(start.getTime() - 1), end, cap + 1).length;
+}
+
 export interface Plan {
   /** Slots to create runs for, in time order. */
   create: Date[];

@@ -1,0 +1,49 @@
+-- AlterTable
+ALTER TABLE "FlowRun" ADD COLUMN     "backfillId" TEXT;
+
+-- CreateTable
+CREATE TABLE "Backfill" (
+    "id" TEXT NOT NULL,
+    "workspaceId" TEXT NOT NULL,
+    "deploymentId" TEXT NOT NULL,
+    "kind" TEXT NOT NULL,
+    "cron" TEXT,
+    "timezone" TEXT NOT NULL DEFAULT 'UTC',
+    "intervalSeconds" INTEGER,
+    "anchor" TIMESTAMP(3),
+    "rangeStart" TIMESTAMP(3) NOT NULL,
+    "rangeEnd" TIMESTAMP(3) NOT NULL,
+    "parametersJson" TEXT NOT NULL DEFAULT '{}',
+    "maxActive" INTEGER NOT NULL DEFAULT 10,
+    "reprocess" TEXT NOT NULL DEFAULT 'none',
+    "backwards" BOOLEAN NOT NULL DEFAULT false,
+    "status" TEXT NOT NULL DEFAULT 'RUNNING',
+    "total" INTEGER NOT NULL,
+    "skipped" INTEGER NOT NULL DEFAULT 0,
+    "cursor" TIMESTAMP(3),
+    "createdAt" TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    "updatedAt" TIMESTAMP(3) NOT NULL,
+
+    CONSTRAINT "Backfill_pkey" PRIMARY KEY ("id")
+);
+
+-- CreateIndex
+CREATE INDEX "Backfill_workspaceId_idx" ON "Backfill"("workspaceId");
+
+-- CreateIndex
+CREATE INDEX "Backfill_status_idx" ON "Backfill"("status");
+
+-- CreateIndex
+CREATE UNIQUE INDEX "FlowRun_backfillId_scheduledFor_key" ON "FlowRun"("backfillId", "scheduledFor");
+
+-- CreateIndex
+CREATE INDEX "FlowRun_backfillId_stateType_idx" ON "FlowRun"("backfillId", "stateType");
+
+-- CreateIndex
+CREATE INDEX "FlowRun_deploymentId_scheduledFor_idx" ON "FlowRun"("deploymentId", "scheduledFor");
+
+-- AddForeignKey
+ALTER TABLE "FlowRun" ADD CONSTRAINT "FlowRun_backfillId_fkey" FOREIGN KEY ("backfillId") REFERENCES "Backfill"("id") ON DELETE SET NULL ON UPDATE CASCADE;
+
+-- AddForeignKey
+ALTER TABLE "Backfill" ADD CONSTRAINT "Backfill_deploymentId_fkey" FOREIGN KEY ("deploymentId") REFERENCES "Deployment"("id") ON DELETE CASCADE ON UPDATE CASCADE;
