@@ -286,6 +286,23 @@ describe("web app in Chromium (sqlite)", () => {
     await scheduleRow.getByRole("button", { name: "Pause" }).click();
     await scheduleRow.getByRole("button", { name: "Resume" }).waitFor();
     assert.equal((await stack.server.api.schedules.list.query({ deployment: "ml-pipeline" }))[0]?.active, false);
+    // A backfill shows on its deployment's page and completes there, live.
+    const backfill = await stack.server.api.backfills.create.mutate({
+      deployment: "sleepy",
+      from: "2026-01-01T00:00:00Z",
+      to: "2026-01-01T05:00:00Z",
+      intervalSeconds: 3600,
+      parameters: { ms: 300 },
+      maxActive: 2,
+    });
+    await page.goto(`${stack.web.url}/deployments/sleepy`);
+    const bfRow = page.locator(`tr[data-backfill="${String(backfill.backfill?.id)}"]`);
+    await bfRow.waitFor();
+    await page
+      .locator(`tr[data-backfill="${String(backfill.backfill?.id)}"][data-status="COMPLETED"]`)
+      .waitFor({ timeout: 60_000 });
+    await bfRow.getByText("6 of 6 slots").waitFor();
+    await screenshot(page, "deployment-backfill");
     await page.goto(`${stack.web.url}/flows`);
     await page.getByRole("link", { name: "demo" }).first().waitFor();
     await page.goto(`${stack.web.url}/agents`);

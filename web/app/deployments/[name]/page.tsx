@@ -4,6 +4,7 @@ import { TRPCClientError } from "@trpc/client";
 import Link from "next/link";
 import { useParams, useRouter } from "next/navigation";
 import { type ReactNode, useMemo, useState } from "react";
+import { BackfillsCard } from "@/components/backfills-card";
 import { ParamForm } from "@/components/param-form";
 import { RecentRuns } from "@/components/recent-runs";
 import { SchedulesCard } from "@/components/schedules-card";
@@ -44,12 +45,16 @@ export default function DeploymentPage() {
   const deployment = useLoad(`deployment:${name}`, (a) => a.deployments.get.query({ name }));
   const runs = useLoad(`deployment-runs:${name}`, (a) => a.runs.list.query({ deployment: name, limit: 10 }));
   const schedules = useLoad(`deployment-schedules:${name}`, (a) => a.schedules.list.query({ deployment: name }));
+  const backfills = useLoad(`deployment-backfills:${name}`, (a) => a.backfills.list.query({ deployment: name, limit: 20 }));
   const live = useLiveWorkspace(["runs", "deployments"], (kinds) => {
     if (kinds.includes("deployments")) {
       deployment.reload();
       schedules.reload();
     }
-    if (kinds.includes("runs")) runs.reload();
+    if (kinds.includes("runs")) {
+      runs.reload();
+      backfills.reload();
+    }
   });
 
   const [starting, setStarting] = useState(false);
@@ -134,6 +139,7 @@ export default function DeploymentPage() {
           </div>
 
           <SchedulesCard deployment={name} schedules={schedules} />
+          <BackfillsCard backfills={backfills} />
 
           <div className="grid grid-2">
             <div className="card">
