@@ -412,7 +412,8 @@ export function buildProgram(): Command {
             grace: DurationFlag,
             paused: z.boolean().optional(),
           })
-          .refine((x) => (x.cron === undefined) !== (x.every === undefined), "give either --cron or --every"),
+          .refine((x) => (x.cron === undefined) !== (x.every === undefined), "give either --cron or --every")
+          .refine((x) => x.every === undefined || x.every >= 1000, "--every must be at least 1s"),
         flags,
       );
       const created = await client(flags).schedules.create.mutate({

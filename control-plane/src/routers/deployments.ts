@@ -102,6 +102,8 @@ async function syncDeploySchedules(ctx: Context, deployment: Deployment, schedul
   }
   const gone = existing.filter((e) => !keep.has(e.id));
   for (const g of gone) {
+    // Inactive first: a scheduler pass running now then withdraws the runs it makes (see Scheduler).
+    await ctx.db.schedule.update({ where: { id: g.id }, data: { active: false } });
     await ctx.db.flowRun.deleteMany({ where: { scheduleId: g.id, stateType: "SCHEDULED", agentId: null, attempt: 0 } });
     await ctx.db.schedule.delete({ where: { id: g.id } });
   }
