@@ -461,6 +461,80 @@ export function buildProgram(): Command {
       });
   }
 
+  const trigger = program.command("trigger").description("event triggers: run a deployment when something happens");
+  apiOptions(trigger.command("add <deployment>"))
+    .description("start <deployment> when a run of --on-run reaches --state, or on calls to a --webhook")
+    .option("--on-run <deployment>", "the deployment whose runs trigger this one")
+    .option("--state <state>", "state of those runs that triggers (repeatable; default COMPLETED)", collect)
+    .option("--webhook", "trigger on POST /api/v1/hooks/<id> with the secret printed once")
+    .option("--name <name>", "what the trigger is for")
+    .option("--param <key=value>", "fixed parameter (repeatable)", collect)
+    .option("--params-json <json>", "fixed parameters as one JSON object")
+    .option("--map <param=path>", "parameter from the event: run.id, run.parameters.x, payload.field… (repeatable)", collect)
+    .action(async (deployment: string, flags) => {
+      const f = parseFlags(
+        z
+          .object({
+            onRun: z.string().min(1).optional(),
+            webhook: z.boolean().optional(),
+            state: z.array(z.preprocess((v) => (typeof v === "string" ? v.toUpperCase() : v), StateType)).optional(),
+            map: z.array(z.string().regex(/^[^=]+=.+$/, "use --map param=path")).optional(),
+          })
+          .refine((x) => !!x.onRun !== !!x.webhook, "give either --on-run <deployment> or --webhook"),
+        flags,
+      );
+      const mapping = Object.fromEntries((f.map ?? []).map((m) => [m.slice(0, m.indexOf("=")), m.slice(m.indexOf("=") + 1)]));
+      const parameters = parseParams(flags.param ?? [], flags.paramsJson);
+      const created = await client(flags).triggers.create.mutate({
+        deployment,
+        trigger: f.onRun
+          ? {
+              kind: "run_state",
+              source: f.onRun,
+              states: f.state ?? ["COMPLETED"],
+              parameters,
+              mapping,
+              ...(flags.name ? { name: flags.name } : {}),
+            }
+          : { kind: "webhook", parameters, mapping, ...(flags.name ? { name: flags.name } : {}) },
+      });
+      if (flags.json) return printJson(created);
+      process.stdout.write(`trigger ${created.id}: ${created.name} → ${created.deployment}\n`);
+      if (created.secret) {
+        const base = (flags.api ?? process.env.FERRY_API_URL ?? "").replace(/\/+$/, "");
+        process.stdout.write(`  POST ${base}${created.path}\n  X-Ferry-Secret: ${created.secret}   (shown once)\n`);
+      }
+    });
+  apiOptions(trigger.command("ls"))
+    .option("--deployment <name>", "only triggers that run this deployment")
+    .action(async (flags) => {
+      const list = await client(flags).triggers.list.query(flags.deployment ? { deployment: flags.deployment } : {});
+      if (flags.json) return printJson(list);
+      printTable(
+        list.map((t) => ({
+          id: t.id,
+          deployment: t.deployment,
+          on: t.kind === "webhook" ? `webhook ${t.path}` : `${t.source} ${t.states.join("/")}`,
+          active: t.active ? "yes" : "paused",
+          "last fired": t.lastFiredAt ?? "-",
+        })),
+        ["id", "deployment", "on", "active", "last fired"],
+      );
+    });
+  for (const verb of ["pause", "resume", "rm"] as const) {
+    apiOptions(trigger.command(`${verb} <id>`)).action(async (id: string, flags) => {
+      const api = client(flags).triggers;
+      const r =
+        verb === "pause"
+          ? await api.pause.mutate({ id })
+          : verb === "resume"
+            ? await api.resume.mutate({ id })
+            : await api.delete.mutate({ id });
+      if (flags.json) return printJson(r);
+      process.stdout.write(`trigger ${id}: ${verb === "rm" ? "deleted" : verb === "pause" ? "paused" : "active"}\n`);
+    });
+  }
+
   apiOptions(program.command("backfill <deployment>"))
     .description("run a deployment for every slot of a past range (its schedule's, or --cron/--every)")
     .requiredOption("--from <time>", "start of the range (ISO time or date)")

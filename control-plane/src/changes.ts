@@ -10,12 +10,14 @@ import type { Db } from "@ferry/prisma";
  *   (`logs`), or the run itself or one of its child flow runs (`state`).
  * - `agents`: an agent connected, disconnected, or took or released work.
  * - `deployments`: a deployment was created, changed or deleted.
+ * - `runState`: a flow run entered a state (what event triggers listen to).
  */
 export type Change =
   | { kind: "runs"; workspaceId: string }
   | { kind: "run"; workspaceId: string; rootId: string; parts: RunPart[] }
   | { kind: "agents"; workspaceId: string }
-  | { kind: "deployments"; workspaceId: string };
+  | { kind: "deployments"; workspaceId: string }
+  | { kind: "runState"; workspaceId: string; flowRunId: string; deploymentId: string | null; stateType: string };
 
 export type RunPart = "state" | "tasks" | "logs";
 

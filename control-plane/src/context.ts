@@ -6,6 +6,7 @@ import type { Dispatcher } from "./dispatcher.ts";
 import type { ParamsValidator } from "./params.ts";
 import type { Scheduler } from "./scheduler.ts";
 import type { TagSlots } from "./slots.ts";
+import type { TriggerEngine } from "./triggers.ts";
 
 /** The long-lived parts of a control plane that request handlers use. */
 export interface Services {
@@ -19,6 +20,7 @@ export interface Services {
   params: ParamsValidator;
   scheduler: Scheduler;
   backfiller: Backfiller;
+  triggers: TriggerEngine;
 }
 
 /** How the web session cookie is set: `SameSite=None; Secure` lets a web app on another site use it. */

@@ -10,6 +10,7 @@ import { runsRouter } from "./routers/runs.ts";
 import { schedulesRouter } from "./routers/schedules.ts";
 import { taskRunsRouter } from "./routers/task-runs.ts";
 import { tokensRouter } from "./routers/tokens.ts";
+import { triggersRouter } from "./routers/triggers.ts";
 import { router } from "./trpc.ts";
 
 export const appRouter = router({
@@ -26,6 +27,7 @@ export const appRouter = router({
   live: liveRouter,
   schedules: schedulesRouter,
   backfills: backfillsRouter,
+  triggers: triggersRouter,
 });
 
 /** The API's type: import it type-only in clients (`import type { AppRouter } from "@ferry/control-plane"`). */

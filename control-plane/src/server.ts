@@ -12,17 +12,22 @@ import { Authenticator, type AuthResult } from "./auth/authenticate.ts";
 import { Backfiller } from "./backfills.ts";
 import type { Context, Services, SessionCookieOptions } from "./context.ts";
 import { Dispatcher } from "./dispatcher.ts";
+import { DomainError } from "./errors.ts";
 import { LeaseReaper } from "./leases.ts";
 import { logger } from "./logger.ts";
 import { ParamsValidator } from "./params.ts";
 import { RetentionJob } from "./retention.ts";
 import { appRouter } from "./router.ts";
 import { SESSION_COOKIE } from "./routers/auth.ts";
+import { HOOK_PATH } from "./routers/triggers.ts";
 import { Scheduler, type SchedulerOptions } from "./scheduler.ts";
 import { TagSlots } from "./slots.ts";
+import { TriggerEngine } from "./triggers.ts";
 import { type CreatedToken, createWorkspace, sessionKey } from "./workspace.ts";
 
 export const SERVER_VERSION = "0.1.0";
+/** Largest webhook body accepted. */
+const HOOK_BODY_BYTES = 256 * 1024;
 
 export interface ControlPlaneOptions {
   databaseUrl: string;
@@ -90,6 +95,7 @@ async function start(database: OpenDatabase, options: ControlPlaneOptions): Prom
     options.scheduler,
   );
   const backfiller = new Backfiller(db, params, () => dispatcher.kick(), logger.child({ component: "backfills" }));
+  const triggers = new TriggerEngine(db, params, () => dispatcher.kick(), logger.child({ component: "triggers" }));
   const services: Services = {
     db,
     provider: database.provider,
@@ -100,6 +106,7 @@ async function start(database: OpenDatabase, options: ControlPlaneOptions): Prom
     params,
     scheduler,
     backfiller,
+    triggers,
   };
   const reaper = new LeaseReaper(db, dispatcher, slots, logger.child({ component: "leases" }), options.leaseSweepMs ?? 1_000);
   const retention = new RetentionJob(db, logger.child({ component: "retention" }), options.retention);
@@ -111,6 +118,39 @@ async function start(database: OpenDatabase, options: ControlPlaneOptions): Prom
   app.use(
     "/trpc/*",
     bodyLimit({ maxSize: LIMITS.maxFrameBytes, onError: (c) => c.json({ error: "request body too large" }, 413) }),
+  );
+  // Inbound webhooks: a trigger's secret (X-Ferry-Secret or Authorization: Bearer), a JSON object body.
+  app.post(
+    `${HOOK_PATH}:id`,
+    bodyLimit({ maxSize: HOOK_BODY_BYTES, onError: (c) => c.json({ error: "request body too large" }, 413) }),
+    async (c) => {
+      const secret = c.req.header("x-ferry-secret") ?? /^Bearer\s+(\S+)$/i.exec(c.req.header("authorization") ?? "")?.[1];
+      if (!secret) return c.json({ error: "missing secret (X-Ferry-Secret header)" }, 401);
+      const text = await c.req.text();
+      let payload: unknown = {};
+      if (text.trim()) {
+        try {
+          payload = JSON.parse(text);
+        } catch {
+          return c.json({ error: "the body is not valid JSON" }, 400);
+        }
+      }
+      if (payload === null || typeof payload !== "object" || Array.isArray(payload)) {
+        return c.json({ error: "the body must be a JSON object" }, 400);
+      }
+      const key = c.req.header("idempotency-key");
+      if (key !== undefined && (key.length < 1 || key.length > 100))
+        return c.json({ error: "Idempotency-Key must be 1–100 characters" }, 400);
+      try {
+        const result = await triggers.webhook(c.req.param("id"), secret, payload, key);
+        if (result.status === "unknown") return c.json({ error: "unknown webhook or wrong secret" }, 401);
+        if (result.status === "paused") return c.json({ error: "this trigger is paused" }, 409);
+        return c.json({ runId: result.run?.id ?? null, created: result.created }, result.created ? 201 : 200);
+      } catch (err) {
+        if (err instanceof DomainError) return c.json({ error: err.message, issues: err.issues }, 422);
+        throw err;
+      }
+    },
   );
   app.get("/healthz", (c) => c.json({ ok: true, version: SERVER_VERSION, agents: dispatcher.connected().length }));
   app.all("/trpc/*", (c) =>
@@ -159,6 +199,7 @@ async function start(database: OpenDatabase, options: ControlPlaneOptions): Prom
   reaper.start(leaseMs);
   scheduler.start();
   backfiller.start();
+  triggers.start();
   const sessionPruner = setInterval(() => {
     auth.pruneSessions().catch((err: unknown) => log.warn({ err }, "could not prune web sessions"));
   }, 3_600_000);
@@ -177,6 +218,7 @@ async function start(database: OpenDatabase, options: ControlPlaneOptions): Prom
       clearInterval(sessionPruner);
       scheduler.stop();
       backfiller.stop();
+      triggers.stop();
       reaper.stop();
       dispatcher.stop();
       await retention.stop();

@@ -222,6 +222,17 @@ async function roundTripEveryModel(db: Db): Promise<string[]> {
   await db.schedule.create({
     data: { id: "sch_1", ...common, deploymentId: "dep_1", kind: "cron", cron: "0 * * * *", timezone: "Europe/Paris" },
   });
+  await db.trigger.create({
+    data: {
+      id: "trg_1",
+      ...common,
+      deploymentId: "dep_1",
+      kind: "run_state",
+      name: "after ingest",
+      sourceDeploymentId: "dep_1",
+      statesJson: '["COMPLETED"]',
+    },
+  });
   await db.backfill.create({
     data: {
       id: "bf_1",
@@ -319,6 +330,8 @@ async function roundTripEveryModel(db: Db): Promise<string[]> {
   const token = await db.apiToken.findUniqueOrThrow({ where: { hash: "h".repeat(64) } });
   assert.equal(token.expiresAt?.toISOString(), at.toISOString());
   assert.equal(token.revokedAt, null);
+  const trigger = await db.trigger.findUniqueOrThrow({ where: { id: "trg_1" } });
+  assert.deepEqual([trigger.active, trigger.parametersJson, trigger.mappingJson, trigger.secretHash], [true, "{}", "{}", null]);
   const backfill = await db.backfill.findUniqueOrThrow({ where: { id: "bf_1" } });
   assert.deepEqual(
     [backfill.status, backfill.maxActive, backfill.reprocess, backfill.backwards, backfill.skipped, backfill.cursor],
@@ -418,11 +431,13 @@ async function roundTripEveryModel(db: Db): Promise<string[]> {
     db.webSession.count(),
     db.schedule.count(),
     db.backfill.count(),
+    db.trigger.count(),
   ]);
-  assert.deepEqual(counts, [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+  assert.deepEqual(counts, [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
   assert.equal(await db.setting.count(), 1);
 
   return [
+    "Trigger",
     "Backfill",
     "Schedule",
     "WebSession",

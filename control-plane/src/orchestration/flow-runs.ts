@@ -1,7 +1,7 @@
 import type { Db } from "@ferry/prisma";
 import type { FlowRun } from "@ferry/prisma/sqlite";
 import { isTerminal, type OrchestrationResult, type StateProposal, StateType } from "@ferry/sdk/protocol";
-import { runChanged } from "../changes.ts";
+import { changesOf, runChanged } from "../changes.ts";
 import { newId } from "../ids.ts";
 import { decideTransition, type Proposer, shouldRetry } from "./rules.ts";
 
@@ -173,6 +173,13 @@ export async function proposeFlowRunState(db: Db, input: ProposeInput): Promise<
         : false;
     // Pages follow root runs (a child's page follows its root too): announce under the root.
     runChanged(db, run.workspaceId, await rootOf(db, run), endedOthers ? ["state", "tasks"] : ["state"]);
+    changesOf(db).publish({
+      kind: "runState",
+      workspaceId: run.workspaceId,
+      flowRunId: run.id,
+      deploymentId: run.deploymentId,
+      stateType: outcome.stateType,
+    });
     const wasHeld =
       run.stateType === "PENDING" || run.stateType === "RUNNING" || run.stateType === "CANCELLING" || run.stateType === "PAUSED";
     const nowHeld =
