@@ -196,8 +196,7 @@ export class TriggerEngine {
   /** An inbound webhook: checks the secret, starts the deployment with the payload mapped into parameters. */
   async webhook(id: string, secret: string, payload: unknown, idempotencyKey: string | undefined) {
     const trigger = await this.db.trigger.findUnique({ where: { id } });
-    if (!trigger || trigger.kind !== "webhook" || !hookSecretMatches(secret, trigger.secretHash))
-      return { status: "unknown" as const };
+    if (trigger?.kind !== "webhook" || !hookSecretMatches(secret, trigger.secretHash)) return { status: "unknown" as const };
     if (!trigger.active) return { status: "paused" as const };
     const key = idempotencyKey ? `hook:${idempotencyKey}` : `hook:${randomBytes(12).toString("base64url")}`;
     const existing = await this.db.flowRun.findUnique({
