@@ -295,7 +295,12 @@ describe("web app in Chromium (sqlite)", () => {
       parameters: { ms: 300 },
       maxActive: 2,
     });
+    const trig = await stack.server.api.triggers.create.mutate({
+      deployment: "sleepy",
+      trigger: { kind: "run_state", source: "fanout", states: ["COMPLETED"], mapping: { ms: "run.parameters.n" } },
+    });
     await page.goto(`${stack.web.url}/deployments/sleepy`);
+    await page.locator(`tr[data-trigger="${trig.id}"]`).getByText("a run of fanout is COMPLETED").waitFor();
     const bfRow = page.locator(`tr[data-backfill="${String(backfill.backfill?.id)}"]`);
     await bfRow.waitFor();
     await page

@@ -9,6 +9,7 @@ import { ParamForm } from "@/components/param-form";
 import { RecentRuns } from "@/components/recent-runs";
 import { SchedulesCard } from "@/components/schedules-card";
 import { Empty, LivePill, LoadState } from "@/components/status";
+import { TriggersCard } from "@/components/triggers-card";
 import { errorText, isAuthError } from "@/lib/api";
 import { formatAgo, formatMs, formatTime, routeSegment } from "@/lib/format";
 import { useLiveWorkspace, useLoad } from "@/lib/live";
@@ -45,15 +46,18 @@ export default function DeploymentPage() {
   const deployment = useLoad(`deployment:${name}`, (a) => a.deployments.get.query({ name }));
   const runs = useLoad(`deployment-runs:${name}`, (a) => a.runs.list.query({ deployment: name, limit: 10 }));
   const schedules = useLoad(`deployment-schedules:${name}`, (a) => a.schedules.list.query({ deployment: name }));
+  const triggers = useLoad(`deployment-triggers:${name}`, (a) => a.triggers.list.query({ deployment: name }));
   const backfills = useLoad(`deployment-backfills:${name}`, (a) => a.backfills.list.query({ deployment: name, limit: 20 }));
   const live = useLiveWorkspace(["runs", "deployments"], (kinds) => {
     if (kinds.includes("deployments")) {
       deployment.reload();
       schedules.reload();
+      triggers.reload();
     }
     if (kinds.includes("runs")) {
       runs.reload();
       backfills.reload();
+      triggers.reload();
     }
   });
 
@@ -140,6 +144,7 @@ export default function DeploymentPage() {
 
           <SchedulesCard deployment={name} schedules={schedules} />
           <BackfillsCard backfills={backfills} />
+          <TriggersCard triggers={triggers} />
 
           <div className="grid grid-2">
             <div className="card">
