@@ -134,6 +134,7 @@ export function buildProgram(): Command {
       "lax",
     )
     .option("--secure-cookies", "mark the session cookie Secure (serve over HTTPS)")
+    .option("--web-url <url>", "the web app's URL, for links in notifications")
     .option("--scheduler-interval <duration>", "time between scheduler passes", "5s")
     .option("--scheduler-horizon <duration>", "how far ahead scheduled runs are created", "1h")
     .option(...RETENTION_OPTION)
@@ -148,6 +149,7 @@ export function buildProgram(): Command {
           corsOrigin: z.array(z.url()).optional(),
           sessionCookie: z.enum(["lax", "none", "strict"]),
           secureCookies: z.boolean().optional(),
+          webUrl: z.url().optional(),
           schedulerInterval: DurationFlag,
           schedulerHorizon: DurationFlag,
           retention: RetentionFlag,
@@ -170,6 +172,7 @@ export function buildProgram(): Command {
         },
         retention: { maxAgeMs: f.retention },
         scheduler: { intervalMs: Math.max(100, f.schedulerInterval), horizonMs: f.schedulerHorizon },
+        ...(f.webUrl ? { webUrl: f.webUrl } : {}),
       });
       process.stdout.write(`Ferry control plane listening on ${cp.url}\n`);
       if (cp.bootstrapToken) {
@@ -460,6 +463,107 @@ export function buildProgram(): Command {
         process.stdout.write(`schedule ${id}: ${verb === "rm" ? "deleted" : verb === "pause" ? "paused" : "active"}\n`);
       });
   }
+
+  const notify = program.command("notify").description("alerting: channels, rules, delivery history");
+  apiOptions(notify.command("channel-add <kind> <name>"))
+    .description("add a channel: slack (--url), pagerduty (--routing-key [--url]) or webhook (--url [--secret])")
+    .option("--url <url>", "Slack incoming-webhook URL, webhook URL, or PagerDuty Events endpoint")
+    .option("--routing-key <key>", "PagerDuty integration (routing) key")
+    .option("--secret <secret>", "webhook signing secret (default: generated, shown once)")
+    .action(async (kind: string, name: string, flags) => {
+      const f = parseFlags(z.object({ kind: z.enum(["slack", "pagerduty", "webhook"]) }), { kind });
+      const api = client(flags).notifications;
+      const created =
+        f.kind === "slack"
+          ? await api.createChannel.mutate({ kind: "slack", name, url: String(flags.url ?? "") })
+          : f.kind === "pagerduty"
+            ? await api.createChannel.mutate({
+                kind: "pagerduty",
+                name,
+                routingKey: String(flags.routingKey ?? ""),
+                ...(flags.url ? { url: String(flags.url) } : {}),
+              })
+            : await api.createChannel.mutate({
+                kind: "webhook",
+                name,
+                url: String(flags.url ?? ""),
+                ...(flags.secret ? { secret: String(flags.secret) } : {}),
+              });
+      if (flags.json) return printJson(created);
+      process.stdout.write(`channel ${created.name} (${created.kind}): ${created.target}\n`);
+      if (created.secret) process.stdout.write(`  signing secret (shown once): ${created.secret}\n`);
+    });
+  apiOptions(notify.command("rule-add <channel>"))
+    .description("send these events (of one deployment, or all) to a channel")
+    .option("--on <event>", "FAILED | CRASHED | LATE | LONG_RUNNING | RECOVERED (repeatable)", collect)
+    .option("--deployment <name>", "only this deployment's runs")
+    .option("--longer-than <duration>", "for LONG_RUNNING: how long is too long")
+    .action(async (channel: string, flags) => {
+      const f = parseFlags(
+        z.object({
+          on: z
+            .array(
+              z.preprocess(
+                (v) => (typeof v === "string" ? v.toUpperCase() : v),
+                z.enum(["FAILED", "CRASHED", "LATE", "LONG_RUNNING", "RECOVERED"]),
+              ),
+            )
+            .min(1, "give --on at least once"),
+          longerThan: DurationFlag.optional(),
+        }),
+        { ...flags, on: flags.on ?? [] },
+      );
+      const rule = await client(flags).notifications.createRule.mutate({
+        channel,
+        events: f.on,
+        ...(flags.deployment ? { deployment: String(flags.deployment) } : {}),
+        ...(f.longerThan !== undefined ? { longRunningSeconds: Math.max(1, Math.round(f.longerThan / 1000)) } : {}),
+      });
+      if (flags.json) return printJson(rule);
+      process.stdout.write(`rule ${rule.id}: ${rule.name}\n`);
+    });
+  apiOptions(notify.command("ls")).action(async (flags) => {
+    const api = client(flags).notifications;
+    const [channels, rules] = await Promise.all([api.channels.query(), api.rules.query()]);
+    if (flags.json) return printJson({ channels, rules });
+    printTable(
+      channels.map((c) => ({ id: c.id, name: c.name, kind: c.kind, target: c.target })),
+      ["id", "name", "kind", "target"],
+    );
+    process.stdout.write("\n");
+    printTable(
+      rules.map((r) => ({ id: r.id, name: r.name, active: r.active ? "yes" : "paused" })),
+      ["id", "name", "active"],
+    );
+  });
+  apiOptions(notify.command("history"))
+    .option("--deployment <name>", "only this deployment's runs")
+    .option("--status <status>", "PENDING | SENT | FAILED")
+    .action(async (flags) => {
+      const list = await client(flags).notifications.deliveries.query({
+        ...(flags.deployment ? { deployment: String(flags.deployment) } : {}),
+        ...(flags.status ? { status: String(flags.status).toUpperCase() as "PENDING" | "SENT" | "FAILED" } : {}),
+      });
+      if (flags.json) return printJson(list);
+      printTable(
+        list.map((d) => ({
+          at: d.createdAt,
+          event: d.event,
+          run: d.runName ?? "-",
+          channel: d.channel,
+          status: d.status,
+          tries: d.attempts,
+          error: d.lastError ?? "",
+        })),
+        ["at", "event", "run", "channel", "status", "tries", "error"],
+      );
+    });
+  apiOptions(notify.command("test <channelId>")).action(async (id: string, flags) => {
+    const r = await client(flags).notifications.testChannel.mutate({ id });
+    if (flags.json) return printJson(r);
+    process.stdout.write(r.ok ? `sent (HTTP ${r.status})\n` : `failed: ${r.error}\n`);
+    if (!r.ok) process.exitCode = 1;
+  });
 
   const trigger = program.command("trigger").description("event triggers: run a deployment when something happens");
   apiOptions(trigger.command("add <deployment>"))

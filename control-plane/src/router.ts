@@ -6,6 +6,7 @@ import { flowsRouter } from "./routers/flows.ts";
 import { tagLimitsRouter, workPoolsRouter } from "./routers/limits.ts";
 import { liveRouter } from "./routers/live.ts";
 import { logsRouter } from "./routers/logs.ts";
+import { notificationsRouter } from "./routers/notifications.ts";
 import { runsRouter } from "./routers/runs.ts";
 import { schedulesRouter } from "./routers/schedules.ts";
 import { taskRunsRouter } from "./routers/task-runs.ts";
@@ -28,6 +29,7 @@ export const appRouter = router({
   schedules: schedulesRouter,
   backfills: backfillsRouter,
   triggers: triggersRouter,
+  notifications: notificationsRouter,
 });
 
 /** The API's type: import it type-only in clients (`import type { AppRouter } from "@ferry/control-plane"`). */

@@ -15,6 +15,7 @@ import { Dispatcher } from "./dispatcher.ts";
 import { DomainError } from "./errors.ts";
 import { LeaseReaper } from "./leases.ts";
 import { logger } from "./logger.ts";
+import { Notifier } from "./notifications/notifier.ts";
 import { ParamsValidator } from "./params.ts";
 import { RetentionJob } from "./retention.ts";
 import { appRouter } from "./router.ts";
@@ -41,6 +42,8 @@ export interface ControlPlaneOptions {
   corsOrigins?: string[];
   /** The web session cookie: `SameSite=Lax` (default) suits a web app on the same site; `None` (implies Secure) another site. */
   sessionCookie?: Partial<SessionCookieOptions>;
+  /** Where the web app is, for links in notifications (e.g. https://ferry.example.com). */
+  webUrl?: string;
   /** The scheduler's horizon and pass interval (tests shorten them). */
   scheduler?: SchedulerOptions;
   /** Deletion of finished runs (with their states and logs) older than `maxAgeMs` (default 30 days; 0 keeps them forever). */
@@ -96,6 +99,9 @@ async function start(database: OpenDatabase, options: ControlPlaneOptions): Prom
   );
   const backfiller = new Backfiller(db, params, () => dispatcher.kick(), logger.child({ component: "backfills" }));
   const triggers = new TriggerEngine(db, params, () => dispatcher.kick(), logger.child({ component: "triggers" }));
+  const notifier = new Notifier(db, logger.child({ component: "notifications" }), {
+    ...(options.webUrl ? { webUrl: options.webUrl } : {}),
+  });
   const services: Services = {
     db,
     provider: database.provider,
@@ -107,6 +113,7 @@ async function start(database: OpenDatabase, options: ControlPlaneOptions): Prom
     scheduler,
     backfiller,
     triggers,
+    notifier,
   };
   const reaper = new LeaseReaper(db, dispatcher, slots, logger.child({ component: "leases" }), options.leaseSweepMs ?? 1_000);
   const retention = new RetentionJob(db, logger.child({ component: "retention" }), options.retention);
@@ -200,6 +207,7 @@ async function start(database: OpenDatabase, options: ControlPlaneOptions): Prom
   scheduler.start();
   backfiller.start();
   triggers.start();
+  notifier.start();
   const sessionPruner = setInterval(() => {
     auth.pruneSessions().catch((err: unknown) => log.warn({ err }, "could not prune web sessions"));
   }, 3_600_000);
@@ -219,6 +227,7 @@ async function start(database: OpenDatabase, options: ControlPlaneOptions): Prom
       scheduler.stop();
       backfiller.stop();
       triggers.stop();
+      notifier.stop();
       reaper.stop();
       dispatcher.stop();
       await retention.stop();

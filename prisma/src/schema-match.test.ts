@@ -222,6 +222,24 @@ async function roundTripEveryModel(db: Db): Promise<string[]> {
   await db.schedule.create({
     data: { id: "sch_1", ...common, deploymentId: "dep_1", kind: "cron", cron: "0 * * * *", timezone: "Europe/Paris" },
   });
+  await db.notificationChannel.create({
+    data: { id: "ch_1", ...common, name: "ops", kind: "slack", configJson: '{"url":"https://hooks.example/x"}' },
+  });
+  await db.notificationRule.create({
+    data: { id: "rule_1", ...common, name: "failures", channelId: "ch_1", eventsJson: '["FAILED"]' },
+  });
+  await db.notificationDelivery.create({
+    data: {
+      id: "del_1",
+      ...common,
+      ruleId: "rule_1",
+      channelId: "ch_1",
+      event: "FAILED",
+      eventKey: "FAILED:run_1:1",
+      alertJson: "{}",
+      nextAttemptAt: at,
+    },
+  });
   await db.trigger.create({
     data: {
       id: "trg_1",
@@ -330,6 +348,14 @@ async function roundTripEveryModel(db: Db): Promise<string[]> {
   const token = await db.apiToken.findUniqueOrThrow({ where: { hash: "h".repeat(64) } });
   assert.equal(token.expiresAt?.toISOString(), at.toISOString());
   assert.equal(token.revokedAt, null);
+  const delivery = await db.notificationDelivery.findUniqueOrThrow({
+    where: { ruleId_eventKey: { ruleId: "rule_1", eventKey: "FAILED:run_1:1" } },
+    include: { channel: true, rule: true },
+  });
+  assert.deepEqual(
+    [delivery.status, delivery.attempts, delivery.channel.active, delivery.rule.active, delivery.nextAttemptAt.getTime()],
+    ["PENDING", 0, true, true, at.getTime()],
+  );
   const trigger = await db.trigger.findUniqueOrThrow({ where: { id: "trg_1" } });
   assert.deepEqual([trigger.active, trigger.parametersJson, trigger.mappingJson, trigger.secretHash], [true, "{}", "{}", null]);
   const backfill = await db.backfill.findUniqueOrThrow({ where: { id: "bf_1" } });
@@ -432,11 +458,17 @@ async function roundTripEveryModel(db: Db): Promise<string[]> {
     db.schedule.count(),
     db.backfill.count(),
     db.trigger.count(),
+    db.notificationChannel.count(),
+    db.notificationRule.count(),
+    db.notificationDelivery.count(),
   ]);
-  assert.deepEqual(counts, [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+  assert.deepEqual(counts, [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
   assert.equal(await db.setting.count(), 1);
 
   return [
+    "NotificationChannel",
+    "NotificationRule",
+    "NotificationDelivery",
     "Trigger",
     "Backfill",
     "Schedule",

@@ -11,6 +11,7 @@ const LINKS: { href: string; label: string; icon: IconName }[] = [
   { href: "/deployments", label: "Deployments", icon: "deployments" },
   { href: "/flows", label: "Flows", icon: "flows" },
   { href: "/agents", label: "Agents", icon: "agents" },
+  { href: "/notifications", label: "Alerts", icon: "bell" },
 ];
 
 /** The sidebar: sections, theme, who is signed in. */

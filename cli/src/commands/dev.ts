@@ -28,6 +28,7 @@ export async function runDev(options: DevOptions): Promise<void> {
     databaseUrl: options.databaseUrl,
     port: options.port,
     corsOrigins: [`http://127.0.0.1:${options.webPort}`, `http://localhost:${options.webPort}`],
+    ...(options.webPort ? { webUrl: `http://127.0.0.1:${options.webPort}` } : {}),
     ...(options.retention ? { retention: options.retention } : {}),
   });
   const { db } = cp.services;

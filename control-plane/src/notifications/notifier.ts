@@ -1,0 +1,346 @@
+import type { Db } from "@ferry/prisma";
+import type { NotificationChannel, NotificationDelivery } from "@ferry/prisma/sqlite";
+import { changesOf } from "../changes.ts";
+import { newId } from "../ids.ts";
+import type { Logger } from "../logger.ts";
+import { type Alert, type AlertEvent, type Channel, outgoing, PAGERDUTY_EVENTS_URL, retryDelaySeconds } from "./payloads.ts";
+
+/** Attempts before a delivery is given up (FAILED). */
+export const MAX_DELIVERY_ATTEMPTS = 8;
+const SEND_TIMEOUT_MS = 10_000;
+const PARALLEL_SENDS = 4;
+
+export function channelOf(row: Pick<NotificationChannel, "kind" | "configJson">): Channel | null {
+  let config: Record<string, unknown>;
+  try {
+    config = JSON.parse(row.configJson) as Record<string, unknown>;
+  } catch {
+    return null;
+  }
+  const str = (k: string) => (typeof config[k] === "string" ? (config[k] as string) : "");
+  switch (row.kind) {
+    case "slack":
+      return { kind: "slack", url: str("url") };
+    case "pagerduty":
+      return { kind: "pagerduty", routingKey: str("routingKey"), url: str("url") || PAGERDUTY_EVENTS_URL };
+    case "webhook":
+      return { kind: "webhook", url: str("url"), secret: str("secret") };
+    default:
+      return null;
+  }
+}
+
+function parseEvents(text: string): AlertEvent[] {
+  try {
+    const v: unknown = JSON.parse(text);
+    return Array.isArray(v) ? (v.filter((e) => typeof e === "string") as AlertEvent[]) : [];
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * Notifications: rules turn run events (FAILED, CRASHED, Late, running longer than X, back to
+ * COMPLETED after a failure) into deliveries, stored first and sent by a worker of their own
+ * with retries and backoff. Deliveries are keyed (rule, event key), so an event seen twice
+ * (a replay, two control planes) notifies once. Sending never runs on the scheduler's or the
+ * dispatcher's path, and a channel that is down only delays its own deliveries.
+ */
+export class Notifier {
+  private unsubscribe: (() => void) | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private queue: Promise<void> = Promise.resolve();
+  private sending = false;
+  private again = false;
+  private stopped = false;
+
+  constructor(
+    private readonly db: Db,
+    private readonly log: Logger,
+    private readonly options: { webUrl?: string; tickMs?: number; now?: () => Date } = {},
+  ) {}
+
+  private now(): Date {
+    return this.options.now?.() ?? new Date();
+  }
+
+  start(): void {
+    this.unsubscribe = changesOf(this.db).subscribe((c) => {
+      if (c.kind !== "runState") return;
+      const { flowRunId } = c;
+      this.queue = this.queue
+        .then(() => this.onRun(flowRunId))
+        .catch((err: unknown) => this.log.warn({ err }, "notification rule failed"));
+    });
+    this.timer = setInterval(() => {
+      this.queue = this.queue
+        .then(() => this.longRunning())
+        .catch((err: unknown) => this.log.warn({ err }, "long-running check failed"));
+      this.kick();
+    }, this.options.tickMs ?? 5_000);
+    this.timer.unref();
+    this.kick();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.unsubscribe?.();
+    clearInterval(this.timer);
+  }
+
+  /** Waits for the rules queued so far (tests). */
+  idle(): Promise<void> {
+    return this.queue;
+  }
+
+  private async onRun(flowRunId: string): Promise<void> {
+    const run = await this.db.flowRun.findUnique({
+      where: { id: flowRunId },
+      include: { deployment: { select: { name: true } }, flow: { select: { name: true } } },
+    });
+    if (!run) return;
+    let event: AlertEvent | null = null;
+    if (run.stateType === "FAILED") event = "FAILED";
+    else if (run.stateType === "CRASHED") event = "CRASHED";
+    else if (run.stateType === "SCHEDULED" && run.stateName === "Late") event = "LATE";
+    else if (run.stateType === "COMPLETED" && run.deploymentId) {
+      // Back to COMPLETED: the deployment's previous finished run failed or crashed.
+      const previous = await this.db.flowRun.findFirst({
+        where: {
+          deploymentId: run.deploymentId,
+          id: { not: run.id },
+          stateType: { in: ["COMPLETED", "FAILED", "CRASHED"] },
+          endTime: { lte: run.endTime ?? this.now() },
+        },
+        orderBy: { endTime: "desc" },
+        select: { stateType: true },
+      });
+      if (previous && previous.stateType !== "COMPLETED") event = "RECOVERED";
+    }
+    if (!event) return;
+    await this.raise(run, event, `${event}:${run.id}:${run.attempt}`);
+  }
+
+  /** Runs of a rule's deployments RUNNING longer than its threshold: one notification per run. */
+  private async longRunning(): Promise<void> {
+    const rules = await this.db.notificationRule.findMany({ where: { active: true, longRunningSeconds: { not: null } } });
+    for (const rule of rules) {
+      if (!parseEvents(rule.eventsJson).includes("LONG_RUNNING") || !rule.longRunningSeconds) continue;
+      const since = new Date(this.now().getTime() - rule.longRunningSeconds * 1000);
+      const runs = await this.db.flowRun.findMany({
+        where: {
+          workspaceId: rule.workspaceId,
+          stateType: "RUNNING",
+          startTime: { lt: since },
+          ...(rule.deploymentId ? { deploymentId: rule.deploymentId } : {}),
+        },
+        include: { deployment: { select: { name: true } }, flow: { select: { name: true } } },
+        take: 200,
+      });
+      for (const run of runs) await this.raise(run, "LONG_RUNNING", `LONG_RUNNING:${run.id}:${run.attempt}`, rule.id);
+    }
+  }
+
+  private async raise(
+    run: {
+      id: string;
+      workspaceId: string;
+      deploymentId: string | null;
+      name: string;
+      stateType: string;
+      stateName: string;
+      stateMessage: string | null;
+      attempt: number;
+      startTime: Date | null;
+      deployment: { name: string } | null;
+      flow: { name: string };
+    },
+    event: AlertEvent,
+    key: string,
+    onlyRule?: string,
+  ): Promise<void> {
+    const rules = await this.db.notificationRule.findMany({
+      where: {
+        workspaceId: run.workspaceId,
+        active: true,
+        ...(onlyRule ? { id: onlyRule } : {}),
+        OR: [{ deploymentId: null }, ...(run.deploymentId ? [{ deploymentId: run.deploymentId }] : [])],
+      },
+    });
+    const now = this.now();
+    const alert: Alert = {
+      event,
+      workspaceId: run.workspaceId,
+      deployment: run.deployment?.name ?? null,
+      flow: run.flow.name,
+      run: {
+        id: run.id,
+        name: run.name,
+        state: run.stateType,
+        stateName: run.stateName,
+        message: run.stateMessage,
+        attempt: run.attempt,
+      },
+      url: this.options.webUrl ? `${this.options.webUrl.replace(/\/+$/, "")}/runs/${run.id}` : null,
+      at: now,
+      // One incident per deployment (PagerDuty): a failure opens it, the recovery resolves it.
+      dedupKey: `ferry:${run.deploymentId ?? run.id}`,
+      ...(event === "LONG_RUNNING" && run.startTime
+        ? { runningSeconds: Math.round((now.getTime() - run.startTime.getTime()) / 1000) }
+        : {}),
+    };
+    let queued = 0;
+    for (const rule of rules) {
+      if (!parseEvents(rule.eventsJson).includes(event)) continue;
+      try {
+        await this.db.notificationDelivery.create({
+          data: {
+            id: newId(),
+            workspaceId: run.workspaceId,
+            ruleId: rule.id,
+            channelId: rule.channelId,
+            flowRunId: run.id,
+            event,
+            eventKey: key,
+            alertJson: JSON.stringify({ ...alert, at: alert.at.toISOString() }),
+            nextAttemptAt: now,
+          },
+        });
+        queued++;
+      } catch (err) {
+        // (rule, key) is unique: this event was already queued for this rule.
+        if ((err as { code?: string }).code !== "P2002") throw err;
+      }
+    }
+    if (queued) this.kick();
+  }
+
+  /** Sends due deliveries (merged with a pass in progress). */
+  kick(): void {
+    if (this.stopped) return;
+    if (this.sending) {
+      this.again = true;
+      return;
+    }
+    this.sending = true;
+    setImmediate(() => {
+      void (async () => {
+        try {
+          do {
+            this.again = false;
+            await this.sendDue();
+          } while (this.again && !this.stopped);
+        } catch (err) {
+          this.log.error({ err }, "notification delivery pass failed");
+        } finally {
+          this.sending = false;
+        }
+      })();
+    });
+  }
+
+  /** Sends a sample notification through a channel at once (no retries): does the channel work? */
+  async test(row: NotificationChannel): Promise<{ ok: boolean; status: number | null; error: string | null }> {
+    const channel = channelOf(row);
+    if (!channel) return { ok: false, status: null, error: "the channel's configuration is not valid" };
+    const alert: Alert = {
+      event: "FAILED",
+      workspaceId: row.workspaceId,
+      deployment: "example",
+      flow: "example",
+      run: {
+        id: "test",
+        name: "test-notification",
+        state: "FAILED",
+        stateName: "Failed",
+        message: "a test notification from Ferry",
+        attempt: 1,
+      },
+      url: null,
+      at: this.now(),
+      dedupKey: `ferry:test:${row.id}`,
+    };
+    try {
+      const req = outgoing(channel, alert, `test-${newId()}`, this.now());
+      const res = await fetch(req.url, {
+        method: "POST",
+        headers: req.headers,
+        body: req.body,
+        signal: AbortSignal.timeout(SEND_TIMEOUT_MS),
+        redirect: "error",
+      });
+      const text = await res.text().catch(() => "");
+      return { ok: res.ok, status: res.status, error: res.ok ? null : `HTTP ${res.status}: ${text.slice(0, 300)}` };
+    } catch (err) {
+      return { ok: false, status: null, error: err instanceof Error ? err.message : String(err) };
+    }
+  }
+
+  async sendDue(): Promise<number> {
+    const due = await this.db.notificationDelivery.findMany({
+      where: { status: "PENDING", nextAttemptAt: { lte: this.now() } },
+      include: { channel: true },
+      orderBy: { nextAttemptAt: "asc" },
+      take: 50,
+    });
+    let sent = 0;
+    for (let i = 0; i < due.length; i += PARALLEL_SENDS) {
+      const results = await Promise.all(due.slice(i, i + PARALLEL_SENDS).map((d) => this.send(d)));
+      sent += results.filter(Boolean).length;
+    }
+    return sent;
+  }
+
+  private async send(d: NotificationDelivery & { channel: NotificationChannel }): Promise<boolean> {
+    const channel = channelOf(d.channel);
+    const attempts = d.attempts + 1;
+    let ok = false;
+    let error: string | null = null;
+    let responseStatus: number | null = null;
+    if (!channel || !d.channel.active) {
+      error = channel ? "the channel is disabled" : "the channel's configuration is not valid";
+    } else {
+      try {
+        const alert = JSON.parse(d.alertJson) as Alert & { at: string };
+        const req = outgoing(channel, { ...alert, at: new Date(alert.at) }, d.id, this.now());
+        const res = await fetch(req.url, {
+          method: "POST",
+          headers: req.headers,
+          body: req.body,
+          signal: AbortSignal.timeout(SEND_TIMEOUT_MS),
+          redirect: "error",
+        });
+        responseStatus = res.status;
+        const text = await res.text().catch(() => "");
+        ok = res.ok;
+        if (!ok) error = `HTTP ${res.status}: ${text.slice(0, 300)}`;
+      } catch (err) {
+        error =
+          err instanceof Error
+            ? err.cause instanceof Error
+              ? `${err.message}: ${err.cause.message}`
+              : err.message
+            : String(err);
+      }
+    }
+    const giveUp = !ok && attempts >= MAX_DELIVERY_ATTEMPTS;
+    await this.db.notificationDelivery.update({
+      where: { id: d.id },
+      data: {
+        attempts,
+        responseStatus,
+        lastError: ok ? null : (error?.slice(0, 2000) ?? null),
+        status: ok ? "SENT" : giveUp ? "FAILED" : "PENDING",
+        ...(ok ? { sentAt: this.now() } : {}),
+        nextAttemptAt: ok || giveUp ? d.nextAttemptAt : new Date(this.now().getTime() + retryDelaySeconds(attempts) * 1000),
+      },
+    });
+    if (!ok)
+      this.log.warn(
+        { deliveryId: d.id, channel: d.channel.name, attempts, error },
+        giveUp ? "notification given up" : "notification failed; will retry",
+      );
+    changesOf(this.db).publish({ kind: "deployments", workspaceId: d.workspaceId });
+    return ok;
+  }
+}

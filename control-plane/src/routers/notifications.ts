@@ -1,0 +1,234 @@
+import { randomBytes } from "node:crypto";
+import { z } from "zod";
+import { changesOf } from "../changes.ts";
+import { DomainError } from "../errors.ts";
+import { newId } from "../ids.ts";
+import { ALERT_EVENTS, type AlertEvent } from "../notifications/payloads.ts";
+import { router, scoped } from "../trpc.ts";
+import { IdInput, parseJson } from "./shared.ts";
+
+const HttpUrl = z.url({ protocol: /^https?$/, error: "an http(s) URL" }).max(2000);
+
+const ChannelInput = z.discriminatedUnion("kind", [
+  z.object({ kind: z.literal("slack"), name: z.string().min(1).max(100), url: HttpUrl }),
+  z.object({
+    kind: z.literal("pagerduty"),
+    name: z.string().min(1).max(100),
+    routingKey: z.string().min(1).max(200),
+    /** The Events API endpoint (default PagerDuty's; a proxy or a test receiver otherwise). */
+    url: HttpUrl.optional(),
+  }),
+  z.object({
+    kind: z.literal("webhook"),
+    name: z.string().min(1).max(100),
+    url: HttpUrl,
+    /** Signs every delivery (HMAC-SHA256); generated when omitted and shown once. */
+    secret: z.string().min(16).max(200).optional(),
+  }),
+]);
+
+const AlertEventSchema = z.enum(ALERT_EVENTS as [AlertEvent, ...AlertEvent[]]);
+
+/** What a channel's list entry shows: where it goes, never its secret parts. */
+function describeTarget(kind: string, configJson: string): string {
+  const c = parseJson<Record<string, string>>(configJson, {});
+  try {
+    if (kind === "pagerduty") return `PagerDuty (routing key …${(c.routingKey ?? "").slice(-4)})`;
+    const u = new URL(c.url ?? "");
+    return `${u.protocol}//${u.host}${kind === "slack" ? "/services/…" : u.pathname}`;
+  } catch {
+    return "(invalid)";
+  }
+}
+
+export const notificationsRouter = router({
+  createChannel: scoped("admin")
+    .input(ChannelInput)
+    .mutation(async ({ ctx, input }) => {
+      const workspaceId = ctx.principal.workspaceId;
+      const secret = input.kind === "webhook" ? (input.secret ?? `fns_${randomBytes(24).toString("base64url")}`) : undefined;
+      const config =
+        input.kind === "slack"
+          ? { url: input.url }
+          : input.kind === "pagerduty"
+            ? { routingKey: input.routingKey, ...(input.url ? { url: input.url } : {}) }
+            : { url: input.url, secret };
+      try {
+        const row = await ctx.db.notificationChannel.create({
+          data: { id: newId(), workspaceId, name: input.name, kind: input.kind, configJson: JSON.stringify(config) },
+        });
+        return {
+          id: row.id,
+          name: row.name,
+          kind: row.kind,
+          target: describeTarget(row.kind, row.configJson),
+          ...(secret ? { secret } : {}),
+        };
+      } catch (err) {
+        if ((err as { code?: string }).code === "P2002")
+          throw new DomainError("CONFLICT", `a channel named "${input.name}" exists`);
+        throw err;
+      }
+    }),
+
+  channels: scoped("read").query(async ({ ctx }) => {
+    const rows = await ctx.db.notificationChannel.findMany({
+      where: { workspaceId: ctx.principal.workspaceId },
+      orderBy: { createdAt: "asc" },
+    });
+    return rows.map((r) => ({
+      id: r.id,
+      name: r.name,
+      kind: r.kind,
+      active: r.active,
+      createdAt: r.createdAt,
+      target: describeTarget(r.kind, r.configJson),
+    }));
+  }),
+
+  deleteChannel: scoped("admin")
+    .input(IdInput)
+    .mutation(async ({ ctx, input }) => {
+      const { count } = await ctx.db.notificationChannel.deleteMany({
+        where: { id: input.id, workspaceId: ctx.principal.workspaceId },
+      });
+      if (!count) throw new DomainError("NOT_FOUND", `no channel ${input.id}`);
+      return { deleted: input.id };
+    }),
+
+  createRule: scoped("write")
+    .input(
+      z
+        .object({
+          name: z.string().min(1).max(200).optional(),
+          channel: z.string().min(1).max(100),
+          /** Only this deployment's runs (default: all of the workspace). */
+          deployment: z.string().min(1).max(200).optional(),
+          events: z.array(AlertEventSchema).min(1).max(5),
+          longRunningSeconds: z
+            .number()
+            .int()
+            .min(1)
+            .max(30 * 86_400)
+            .optional(),
+        })
+        .refine((r) => !r.events.includes("LONG_RUNNING") || r.longRunningSeconds !== undefined, {
+          message: "LONG_RUNNING needs longRunningSeconds",
+          path: ["longRunningSeconds"],
+        }),
+    )
+    .mutation(async ({ ctx, input }) => {
+      const workspaceId = ctx.principal.workspaceId;
+      const channel = await ctx.db.notificationChannel.findFirst({
+        where: { workspaceId, OR: [{ id: input.channel }, { name: input.channel }] },
+      });
+      if (!channel) throw new DomainError("NOT_FOUND", `no notification channel "${input.channel}"`);
+      let deploymentId: string | null = null;
+      if (input.deployment) {
+        const d = await ctx.db.deployment.findUnique({ where: { workspaceId_name: { workspaceId, name: input.deployment } } });
+        if (!d) throw new DomainError("NOT_FOUND", `no deployment named "${input.deployment}"`);
+        deploymentId = d.id;
+      }
+      const row = await ctx.db.notificationRule.create({
+        data: {
+          id: newId(),
+          workspaceId,
+          name: input.name ?? `${input.events.join("/")} of ${input.deployment ?? "all deployments"} → ${channel.name}`,
+          channelId: channel.id,
+          deploymentId,
+          eventsJson: JSON.stringify(input.events),
+          longRunningSeconds: input.longRunningSeconds ?? null,
+        },
+      });
+      return { id: row.id, name: row.name };
+    }),
+
+  rules: scoped("read").query(async ({ ctx }) => {
+    const rows = await ctx.db.notificationRule.findMany({
+      where: { workspaceId: ctx.principal.workspaceId },
+      include: { channel: { select: { name: true, kind: true } } },
+      orderBy: { createdAt: "asc" },
+    });
+    return rows.map(({ eventsJson, channel, ...r }) => ({
+      ...r,
+      events: parseJson<string[]>(eventsJson, []),
+      channel: channel.name,
+      channelKind: channel.kind,
+    }));
+  }),
+
+  setRuleActive: scoped("write")
+    .input(IdInput.extend({ active: z.boolean() }))
+    .mutation(async ({ ctx, input }) => {
+      const { count } = await ctx.db.notificationRule.updateMany({
+        where: { id: input.id, workspaceId: ctx.principal.workspaceId },
+        data: { active: input.active },
+      });
+      if (!count) throw new DomainError("NOT_FOUND", `no rule ${input.id}`);
+      return { id: input.id, active: input.active };
+    }),
+
+  deleteRule: scoped("write")
+    .input(IdInput)
+    .mutation(async ({ ctx, input }) => {
+      const { count } = await ctx.db.notificationRule.deleteMany({
+        where: { id: input.id, workspaceId: ctx.principal.workspaceId },
+      });
+      if (!count) throw new DomainError("NOT_FOUND", `no rule ${input.id}`);
+      return { deleted: input.id };
+    }),
+
+  /** Delivery history, newest first: what was sent where, how it went, retries. */
+  deliveries: scoped("read")
+    .input(
+      z
+        .object({
+          flowRunId: z.string().max(100).optional(),
+          deployment: z.string().max(200).optional(),
+          status: z.enum(["PENDING", "SENT", "FAILED"]).optional(),
+          limit: z.number().int().min(1).max(500).default(50),
+        })
+        .default({ limit: 50 }),
+    )
+    .query(async ({ ctx, input }) => {
+      const workspaceId = ctx.principal.workspaceId;
+      let runIds: string[] | undefined;
+      if (input.deployment) {
+        const runs = await ctx.db.flowRun.findMany({
+          where: { workspaceId, deployment: { name: input.deployment } },
+          select: { id: true },
+          orderBy: { createdAt: "desc" },
+          take: 1000,
+        });
+        runIds = runs.map((r) => r.id);
+      }
+      const rows = await ctx.db.notificationDelivery.findMany({
+        where: {
+          workspaceId,
+          ...(input.flowRunId ? { flowRunId: input.flowRunId } : {}),
+          ...(runIds ? { flowRunId: { in: runIds } } : {}),
+          ...(input.status ? { status: input.status } : {}),
+        },
+        include: { channel: { select: { name: true, kind: true } }, rule: { select: { name: true } } },
+        orderBy: { createdAt: "desc" },
+        take: input.limit,
+      });
+      return rows.map(({ alertJson, channel, rule, ...d }) => {
+        const alert = parseJson<{ summary?: string; run?: { name?: string } }>(alertJson, {});
+        return { ...d, channel: channel.name, channelKind: channel.kind, rule: rule.name, runName: alert.run?.name ?? null };
+      });
+    }),
+
+  /** Sends a test notification through a channel now (and records it). */
+  testChannel: scoped("admin")
+    .input(IdInput)
+    .mutation(async ({ ctx, input }) => {
+      const channel = await ctx.db.notificationChannel.findFirst({
+        where: { id: input.id, workspaceId: ctx.principal.workspaceId },
+      });
+      if (!channel) throw new DomainError("NOT_FOUND", `no channel ${input.id}`);
+      const result = await ctx.notifier.test(channel);
+      changesOf(ctx.db).publish({ kind: "deployments", workspaceId: ctx.principal.workspaceId });
+      return result;
+    }),
+});
