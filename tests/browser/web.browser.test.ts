@@ -308,6 +308,14 @@ describe("web app in Chromium (sqlite)", () => {
       .waitFor({ timeout: 60_000 });
     await bfRow.getByText("6 of 6 slots").waitFor();
     await screenshot(page, "deployment-backfill");
+    // Alerts: a failure notified to a channel that is down shows in the history as pending, with its error.
+    await stack.server.api.notifications.createChannel.mutate({ kind: "webhook", name: "down", url: "http://127.0.0.1:1/hook" });
+    await stack.server.api.notifications.createRule.mutate({ channel: "down", deployment: "failing", events: ["FAILED"] });
+    await stack.server.api.runs.create.mutate({ deployment: "failing" });
+    await page.goto(`${stack.web.url}/notifications`);
+    await page.locator('tr[data-delivery][data-status="PENDING"]').first().waitFor({ timeout: 30_000 });
+    await page.locator('tr[data-channel="down"]').waitFor();
+    await screenshot(page, "alerts");
     await page.goto(`${stack.web.url}/flows`);
     await page.getByRole("link", { name: "demo" }).first().waitFor();
     await page.goto(`${stack.web.url}/agents`);
