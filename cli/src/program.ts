@@ -571,6 +571,7 @@ export function buildProgram(): Command {
     .option("--on-run <deployment>", "the deployment whose runs trigger this one")
     .option("--state <state>", "state of those runs that triggers (repeatable; default COMPLETED)", collect)
     .option("--webhook", "trigger on POST /api/v1/hooks/<id> with the secret printed once")
+    .option("--on-event <name>", "trigger on events flows publish with emitEvent(name, payload)")
     .option("--name <name>", "what the trigger is for")
     .option("--param <key=value>", "fixed parameter (repeatable)", collect)
     .option("--params-json <json>", "fixed parameters as one JSON object")
@@ -581,10 +582,14 @@ export function buildProgram(): Command {
           .object({
             onRun: z.string().min(1).optional(),
             webhook: z.boolean().optional(),
+            onEvent: z.string().min(1).optional(),
             state: z.array(z.preprocess((v) => (typeof v === "string" ? v.toUpperCase() : v), StateType)).optional(),
             map: z.array(z.string().regex(/^[^=]+=.+$/, "use --map param=path")).optional(),
           })
-          .refine((x) => !!x.onRun !== !!x.webhook, "give either --on-run <deployment> or --webhook"),
+          .refine(
+            (x) => [x.onRun, x.webhook, x.onEvent].filter(Boolean).length === 1,
+            "give one of --on-run <deployment>, --on-event <name> or --webhook",
+          ),
         flags,
       );
       const mapping = Object.fromEntries((f.map ?? []).map((m) => [m.slice(0, m.indexOf("=")), m.slice(m.indexOf("=") + 1)]));
@@ -600,7 +605,9 @@ export function buildProgram(): Command {
               mapping,
               ...(flags.name ? { name: flags.name } : {}),
             }
-          : { kind: "webhook", parameters, mapping, ...(flags.name ? { name: flags.name } : {}) },
+          : f.onEvent
+            ? { kind: "event", event: f.onEvent, parameters, mapping, ...(flags.name ? { name: flags.name } : {}) }
+            : { kind: "webhook", parameters, mapping, ...(flags.name ? { name: flags.name } : {}) },
       });
       if (flags.json) return printJson(created);
       process.stdout.write(`trigger ${created.id}: ${created.name} → ${created.deployment}\n`);
@@ -618,7 +625,12 @@ export function buildProgram(): Command {
         list.map((t) => ({
           id: t.id,
           deployment: t.deployment,
-          on: t.kind === "webhook" ? `webhook ${t.path}` : `${t.source} ${t.states.join("/")}`,
+          on:
+            t.kind === "webhook"
+              ? `webhook ${t.path}`
+              : t.kind === "event"
+                ? `event ${t.eventName}`
+                : `${t.source} ${t.states.join("/")}`,
           active: t.active ? "yes" : "paused",
           "last fired": t.lastFiredAt ?? "-",
         })),

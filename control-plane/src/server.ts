@@ -88,6 +88,7 @@ async function start(database: OpenDatabase, options: ControlPlaneOptions): Prom
     heartbeatIntervalMs,
     leaseMs,
     serverVersion: SERVER_VERSION,
+    onPublished: (workspaceId, events) => triggers.onPublished(workspaceId, events),
   });
   const params = new ParamsValidator();
   const scheduler = new Scheduler(

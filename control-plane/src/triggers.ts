@@ -1,6 +1,7 @@
 import { randomBytes, timingSafeEqual } from "node:crypto";
 import type { Db } from "@ferry/prisma";
 import type { FlowRun, Trigger } from "@ferry/prisma/sqlite";
+import type { EventPublished } from "@ferry/sdk/protocol";
 import { hashSecret } from "./auth/tokens.ts";
 import { changesOf } from "./changes.ts";
 import { DomainError } from "./errors.ts";
@@ -190,6 +191,38 @@ export class TriggerEngine {
         );
       }
       throw err;
+    }
+  }
+
+  /**
+   * Events a flow published (emitEvent), applied from an agent's report: each fires the
+   * workspace's active event triggers of that name, once per event id (the agent replays a
+   * report it has no acknowledgement for, and the acknowledgement waits for this).
+   */
+  async onPublished(workspaceId: string, events: readonly EventPublished[]): Promise<void> {
+    if (!events.length) return;
+    const names = [...new Set(events.map((e) => e.name))];
+    const triggers = await this.db.trigger.findMany({
+      where: { workspaceId, kind: "event", active: true, eventName: { in: names } },
+    });
+    if (!triggers.length) return;
+    for (const e of events) {
+      const run = await this.db.flowRun.findUnique({
+        where: { id: e.flowRunId },
+        include: { deployment: { select: { name: true } } },
+      });
+      const event = {
+        event: { name: e.name, payload: e.payload, at: e.timestamp, taskRunId: e.taskRunId ?? null },
+        ...(run ? runEvent(run, run.deployment?.name ?? null) : {}),
+      };
+      for (const t of triggers.filter((t) => t.eventName === e.name)) {
+        try {
+          await this.fire(t, event, `event:${e.eventId}`);
+        } catch (err) {
+          // A trigger whose parameters do not fit must not make the agent's report fail forever.
+          this.log.warn({ err, triggerId: t.id, event: e.name }, "event trigger did not start a run");
+        }
+      }
     }
   }
 

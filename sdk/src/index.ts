@@ -17,5 +17,5 @@ export {
 } from "./runtime/authoring.ts";
 export type { Flow, FlowDef, FlowOptions, FlowSchedule, ScheduleSpecInput } from "./runtime/flow.ts";
 export { type LocalFlowRun, type LocalRunResult, type LocalTaskRun, type RunLocalOptions, runLocal } from "./runtime/local.ts";
-export { getRunContext, log, type RunContext, type RunLogger } from "./runtime/scope.ts";
+export { emitEvent, getRunContext, log, type RunContext, type RunLogger } from "./runtime/scope.ts";
 export type { MapItem, MapOptions, Task, TaskDef, TaskOptions } from "./runtime/task.ts";

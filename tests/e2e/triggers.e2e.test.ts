@@ -3,8 +3,10 @@
  * state (with its parameters mapped), and by an inbound webhook with a secret. Real processes.
  */
 import assert from "node:assert/strict";
+import { cpSync } from "node:fs";
+import { join } from "node:path";
 import { describe, test } from "node:test";
-import { deployFixtures, ferry, PROVIDERS, postgresUnavailable, startAgent, useServer, waitUntil } from "./harness.ts";
+import { deployFixtures, ferry, PROVIDERS, postgresUnavailable, REPO, startAgent, useServer, waitUntil } from "./harness.ts";
 
 for (const provider of PROVIDERS) {
   const skip = provider === "postgresql" ? await postgresUnavailable() : undefined;
@@ -12,6 +14,8 @@ for (const provider of PROVIDERS) {
     const suite = useServer(provider, skip, async (s) => {
       await startAgent(s.server, { name: "agent-triggers", workDir: s.project, concurrency: 4 });
       await deployFixtures(s);
+      cpSync(join(REPO, "tests/e2e/fixtures-events/announce.ts"), join(s.project, "flows/announce.ts"));
+      await deployFixtures(s, [], "flows/announce.ts");
     });
     const cli = (args: string[]) => ferry(args, { cwd: suite.project, env: suite.server.env });
     const api = () => suite.server.api;
@@ -97,7 +101,42 @@ for (const provider of PROVIDERS) {
       assert.match(unknown.output, /no deployment named "nope"/);
       const both = await cli(["trigger", "add", "sleepy", "--on-run", "fanout", "--webhook"]);
       assert.notEqual(both.code, 0);
-      assert.match(both.output, /either --on-run/);
+      assert.match(both.output, /one of --on-run/);
+    });
+
+    test("an event published inside a flow starts a deployment, its payload mapped, once per event", { skip }, async () => {
+      const added = await cli([
+        "trigger",
+        "add",
+        "sleepy",
+        "--on-event",
+        "dataset.ready",
+        "--map",
+        "ms=event.payload.rows",
+        "--json",
+      ]);
+      assert.equal(added.code, 0, added.output);
+      const trigger = JSON.parse(added.output) as { id: string; eventName: string };
+      assert.equal(trigger.eventName, "dataset.ready");
+      const before = (await sleepyRuns()).length;
+      const source = await api().runs.create.mutate({ deployment: "announce", parameters: { rows: 4 } });
+      const runs = await waitUntil("the run the event started", async () => {
+        const list = await sleepyRuns();
+        return list.length > before ? list : undefined;
+      });
+      assert.deepEqual(runs[0]?.parameters, { ms: 4 });
+      await waitUntil(
+        "the source completes",
+        async () => (await api().runs.get.query({ id: source.id })).stateType === "COMPLETED",
+      );
+      await new Promise((r) => setTimeout(r, 1_000));
+      assert.equal((await sleepyRuns()).length, before + 1, "one run per event");
+      const listed = await cli(["trigger", "ls"]);
+      assert.match(listed.output, /event dataset\.ready/);
+      const bad = await cli(["trigger", "add", "sleepy", "--on-event", "no spaces allowed"]);
+      assert.notEqual(bad.code, 0);
+      assert.match(bad.output, /letters, digits/);
+      assert.equal((await cli(["trigger", "rm", trigger.id])).code, 0);
     });
 
     test("a webhook with its secret starts a run with the payload mapped; bad calls get clear answers", { skip }, async () => {

@@ -56,7 +56,11 @@ export function TriggersCard({ triggers }: { triggers: Loaded<TriggerList> }) {
                 <td>
                   <div className="cell-title">{t.name}</div>
                   <div className="cell-sub mono">
-                    {t.kind === "webhook" ? `POST ${apiUrl}${t.path}` : `a run of ${t.source} is ${t.states.join(" or ")}`}
+                    {t.kind === "webhook"
+                      ? `POST ${apiUrl}${t.path}`
+                      : t.kind === "event"
+                        ? `a flow publishes the event ${t.eventName}`
+                        : `a run of ${t.source} is ${t.states.join(" or ")}`}
                   </div>
                 </td>
                 <td className="small mono">

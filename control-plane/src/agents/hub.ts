@@ -6,6 +6,7 @@ import {
   AgentMessage as AgentMessageSchema,
   CloseCode,
   type ErrorCode,
+  type EventPublished,
   type Heartbeat,
   type Hello,
   Hello as HelloSchema,
@@ -37,6 +38,8 @@ export interface HubOptions {
   serverVersion: string;
   /** Time a new connection has to send its hello. */
   helloTimeoutMs?: number;
+  /** Events flows published (emitEvent), after their report is stored and before it is acknowledged. */
+  onPublished?: (workspaceId: string, events: EventPublished[]) => Promise<void>;
 }
 
 /** Messages queued per connection before it is closed for flooding. */
@@ -393,6 +396,8 @@ export class AgentHub {
   private async onEvents(conn: AgentConnection, msg: RunEventBatch): Promise<void> {
     const run = await this.ownedRun(conn, msg);
     await applyRunEvents(this.db, run, msg.attempt, msg.events);
+    const published = msg.events.filter((e): e is EventPublished => e.kind === "event.published");
+    if (published.length) await this.options.onPublished?.(conn.workspaceId, published);
     const ended = msg.events.flatMap((e) => (e.kind === "task_run.state" && isTerminal(e.state.type) ? [e.taskRunId] : []));
     await this.slots.releaseTasks(conn.workspaceId, ended);
     conn.send({ type: "ack", v: PROTOCOL_VERSION, msgId: msg.msgId, ok: true });

@@ -31,6 +31,19 @@ const TriggerInput = z.discriminatedUnion("kind", [
     mapping: Mapping.default({}),
   }),
   z.object({
+    kind: z.literal("event"),
+    name: z.string().min(1).max(200).optional(),
+    /** The name flows publish with emitEvent(name, payload). */
+    event: z
+      .string()
+      .min(1)
+      .max(200)
+      .regex(/^[A-Za-z0-9_.:/-]+$/, "use letters, digits and _ . : / -"),
+    parameters: JsonObject.default({}),
+    /** {param: "event.payload.x" | "run.id" (the publishing run) | …} */
+    mapping: Mapping.default({}),
+  }),
+  z.object({
     kind: z.literal("webhook"),
     name: z.string().min(1).max(200).optional(),
     parameters: JsonObject.default({}),
@@ -80,7 +93,14 @@ export const triggersRouter = router({
           workspaceId,
           deploymentId: deployment.id,
           kind: t.kind,
-          name: t.name ?? (t.kind === "run_state" ? `after ${t.source} ${t.states.join("/")}` : "webhook"),
+          name:
+            t.name ??
+            (t.kind === "run_state"
+              ? `after ${t.source} ${t.states.join("/")}`
+              : t.kind === "event"
+                ? `on event ${t.event}`
+                : "webhook"),
+          eventName: t.kind === "event" ? t.event : null,
           sourceDeploymentId,
           statesJson: JSON.stringify(t.kind === "run_state" ? t.states : []),
           secretHash: hook?.hash ?? null,

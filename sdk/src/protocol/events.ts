@@ -59,11 +59,34 @@ export const ChildFlowRunStateChanged = z.object({
 });
 export type ChildFlowRunStateChanged = z.infer<typeof ChildFlowRunStateChanged>;
 
+/** Most bytes of an event's payload (as JSON). */
+export const MAX_EVENT_PAYLOAD_BYTES = 64 * 1024;
+
+/** A named event a flow or task published (`emitEvent`): event triggers start deployments on it. */
+export const EventPublished = z.object({
+  kind: z.literal("event.published"),
+  eventId: Id,
+  /** The flow run (root or child) that published it, and the task run if inside one. */
+  flowRunId: Id,
+  taskRunId: Id.optional(),
+  name: z
+    .string()
+    .min(1)
+    .max(200)
+    .regex(/^[A-Za-z0-9_.:/-]+$/, "use letters, digits and _ . : / -"),
+  payload: JsonObject.refine((p) => Buffer.byteLength(JSON.stringify(p)) <= MAX_EVENT_PAYLOAD_BYTES, {
+    message: `an event payload is at most ${MAX_EVENT_PAYLOAD_BYTES} bytes of JSON`,
+  }),
+  timestamp: Timestamp,
+});
+export type EventPublished = z.infer<typeof EventPublished>;
+
 export const RunEvent = z.discriminatedUnion("kind", [
   TaskRunCreated,
   TaskRunStateChanged,
   ChildFlowRunCreated,
   ChildFlowRunStateChanged,
+  EventPublished,
 ]);
 export type RunEvent = z.infer<typeof RunEvent>;
 

@@ -41,6 +41,8 @@ export interface LocalRunResult<R> {
   childFlowRuns: LocalFlowRun[];
   edges: { upstream: string; downstream: string }[];
   logs: LogRecord[];
+  /** Events the run published with `emitEvent`. */
+  events: { name: string; payload: Record<string, unknown>; flowRunId: string; taskRunId?: string }[];
 }
 
 /** Keeps everything a run reports in memory, the way the control plane would record it. */
@@ -48,6 +50,7 @@ export class MemoryReporter implements RunReporter {
   readonly taskRuns = new Map<string, LocalTaskRun>();
   readonly flowRuns = new Map<string, LocalFlowRun>();
   readonly logs: LogRecord[] = [];
+  readonly published: LocalRunResult<unknown>["events"] = [];
 
   constructor(private readonly echo = false) {}
 
@@ -86,6 +89,14 @@ export class MemoryReporter implements RunReporter {
         return;
       case "flow_run.state":
         this.flowRuns.get(e.flowRunId)?.states.push(e.state);
+        return;
+      case "event.published":
+        this.published.push({
+          name: e.name,
+          payload: e.payload,
+          flowRunId: e.flowRunId,
+          ...(e.taskRunId ? { taskRunId: e.taskRunId } : {}),
+        });
         return;
       default: {
         const unreachable: never = e;
@@ -147,6 +158,7 @@ export async function runLocal<P, R>(flow: Flow<P, R>, params: P, options: RunLo
       childFlowRuns: [...reporter.flowRuns.values()],
       edges: taskRuns.flatMap((t) => t.upstream.map((upstream) => ({ upstream, downstream: t.id }))),
       logs: reporter.logs,
+      events: reporter.published,
     };
   }
 }

@@ -1,4 +1,5 @@
 import { AsyncLocalStorage } from "node:async_hooks";
+import { randomUUID } from "node:crypto";
 import { format } from "node:util";
 import { type JsonObject, LIMITS, type LogLevel, type ScheduleInfo } from "../protocol/common.ts";
 import type { LogRecord, RunEvent } from "../protocol/events.ts";
@@ -101,6 +102,38 @@ export const log: RunLogger = {
   warn: (...args) => emitLog("warn", args),
   error: (...args) => emitLog("error", args),
 };
+
+/**
+ * Publishes a named event from inside a flow or task. Event triggers (`ferry trigger add
+ * <deployment> --on-event <name>`) start deployments on it, with payload fields mapped into
+ * their parameters. The payload must be JSON (at most 64 KiB); each call is one event,
+ * delivered once even when reports are replayed.
+ *
+ * @example
+ * emitEvent("model.registered", { uri: model.path, rmse });
+ */
+export function emitEvent(name: string, payload: Record<string, unknown> = {}): void {
+  const scope = currentScope();
+  if (!scope) throw new Error("emitEvent must be called inside a flow run");
+  if (!/^[A-Za-z0-9_.:/-]{1,200}$/.test(name))
+    throw new RangeError(`invalid event name "${name}": use letters, digits and _ . : / -`);
+  let json: Record<string, unknown>;
+  try {
+    json = JSON.parse(JSON.stringify(payload)) as Record<string, unknown>;
+  } catch (err) {
+    throw new TypeError(`the payload of event "${name}" is not JSON: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  if (Buffer.byteLength(JSON.stringify(json)) > 64 * 1024) throw new RangeError(`the payload of event "${name}" is over 64 KiB`);
+  scope.flow.reporter.event({
+    kind: "event.published",
+    eventId: randomUUID(),
+    flowRunId: scope.flow.flowRunId,
+    ...(scope.taskRunId ? { taskRunId: scope.taskRunId } : {}),
+    name,
+    payload: json,
+    timestamp: new Date().toISOString(),
+  });
+}
 
 /** What a flow or task can know about the run it is part of. */
 export interface RunContext {
