@@ -129,6 +129,16 @@ export default function RunPage() {
           <Fact label="Attempt" value={`${r.attempt}${r.maxRetries ? ` (retries ${r.retryCount}/${r.maxRetries})` : ""}`} />
           <Fact label="Agent" value={r.agentName ?? "—"} />
           <Fact label="Work pool" value={r.workPool} />
+          {r.scheduledFor ? (
+            <Fact
+              label={r.backfillId ? "Backfill slot" : "Scheduled for"}
+              value={
+                <span title={`data interval ${formatTime(r.dataIntervalStart)} → ${formatTime(r.dataIntervalEnd)}`}>
+                  {formatTime(r.scheduledFor)}
+                </span>
+              }
+            />
+          ) : null}
           {params.length ? (
             <Fact
               label="Parameters"
