@@ -183,7 +183,7 @@ async function benchProvider(provider: Provider) {
 }
 
 async function main() {
-  buildWeb();
+  await buildWeb();
   const results = [];
   for (const provider of PROVIDERS) {
     if (provider === "postgresql") {

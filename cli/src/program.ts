@@ -201,7 +201,7 @@ export function buildProgram(): Command {
         api: flags.api ?? process.env.FERRY_API_URL,
       });
       const apiUrl = f.api ?? "http://127.0.0.1:4200";
-      buildWeb((line) => process.stdout.write(`${line}\n`));
+      await buildWeb((line) => process.stdout.write(`${line}\n`));
       const server = await startWebServer({ apiUrl, port: f.port, host: f.host, stdio: "inherit" });
       process.stdout.write(
         `Ferry web app on ${server.url} (control plane ${apiUrl}; start it with --cors-origin ${server.url})\n`,

@@ -3,7 +3,7 @@
  * sources changed) served by `next start`, told where the control plane is through
  * FERRY_API_URL at request time. Used by `ferry dev`, `ferry web start` and the browser tests.
  */
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
@@ -50,14 +50,12 @@ export function webSourceHash(): string {
   return hash.digest("hex");
 }
 
-export function webBuildIsCurrent(): boolean {
-  return (
-    existsSync(join(WEB_DIR, ".next/BUILD_ID")) && existsSync(STAMP) && readFileSync(STAMP, "utf8").trim() === webSourceHash()
-  );
-}
-
-/** `next build` in web/, unless web/.next holds a build of exactly the current sources. Returns the seconds it took (0: up to date). */
-export function buildWeb(log: (line: string) => void = (l) => process.stderr.write(`${l}\n`)): number {
+/**
+ * `next build` in web/, unless web/.next holds a build of exactly the current sources.
+ * Resolves to the seconds it took (0: up to date). Asynchronous: `ferry dev` builds while its
+ * control plane and agent keep serving in the same process.
+ */
+export async function buildWeb(log: (line: string) => void = (l) => process.stderr.write(`${l}\n`)): Promise<number> {
   const bin = nextBin();
   if (!bin) throw new Error("the web app's dependencies are not installed (npm install)");
   const sourceHash = webSourceHash();
@@ -68,16 +66,28 @@ export function buildWeb(log: (line: string) => void = (l) => process.stderr.wri
   rmSync(STAMP, { force: true });
   log("web app: building (next build; only after its sources change)…");
   const started = Date.now();
-  const result = spawnSync(process.execPath, [bin, "build"], {
+  const child = spawn(process.execPath, [bin, "build"], {
     cwd: WEB_DIR,
     env: { ...process.env, NEXT_TELEMETRY_DISABLED: "1" },
-    encoding: "utf8",
-    maxBuffer: 64 * 1024 * 1024,
+    stdio: ["ignore", "pipe", "pipe"],
   });
+  let output = "";
+  child.stdout?.on("data", (c: Buffer) => {
+    output += c.toString();
+  });
+  child.stderr?.on("data", (c: Buffer) => {
+    output += c.toString();
+  });
+  const { code, signal, error } = await new Promise<{ code: number | null; signal: NodeJS.Signals | null; error?: Error }>(
+    (resolve) => {
+      child.once("error", (err) => resolve({ code: null, signal: null, error: err }));
+      child.once("close", (c, s) => resolve({ code: c, signal: s }));
+    },
+  );
   const seconds = (Date.now() - started) / 1000;
-  if (result.status !== 0) {
-    const why = result.error ? String(result.error) : `exit ${result.status ?? result.signal}`;
-    throw new Error(`next build failed (${why}, ${seconds.toFixed(1)}s):\n${result.stdout}${result.stderr}`);
+  if (code !== 0) {
+    const why = error ? String(error) : `exit ${code ?? signal}`;
+    throw new Error(`next build failed (${why}, ${seconds.toFixed(1)}s):\n${output}`);
   }
   // The hash taken before the build: an edit made while it ran makes the next call build again.
   writeFileSync(STAMP, `${sourceHash}\n`);

@@ -134,7 +134,7 @@ export function useBrowserStack(provider: Provider, skip?: string): BrowserStack
   const stack = {} as BrowserStack;
   before(async () => {
     if (skip) return;
-    buildWeb();
+    await buildWeb();
     const webPort = await freePort();
     stack.project = makeProject();
     // The browser fixtures and the example pipeline (with its data), deployed beside the e2e fixtures.

@@ -109,7 +109,7 @@ async function startWeb(port: number, apiUrl: string): Promise<WebServer | undef
     return undefined;
   }
   try {
-    buildWeb((line) => process.stdout.write(`${line}\n`));
+    await buildWeb((line) => process.stdout.write(`${line}\n`));
     return await startWebServer({ apiUrl, port, stdio: "inherit" });
   } catch (err) {
     process.stderr.write(`web app: ${err instanceof Error ? err.message : String(err)}\n`);
