@@ -6,6 +6,7 @@ import { createFlowRun } from "./orchestration/create-run.ts";
 import type { ParamsValidator } from "./params.ts";
 import { specOf } from "./scheduler.ts";
 import { previousSlot, type ScheduleSpec, slotsBefore, slotsBetween } from "./scheduling/slots.ts";
+import { SerialPass } from "./serial.ts";
 
 export type Reprocess = "none" | "failed" | "completed";
 const UNFINISHED = ["SCHEDULED", "PENDING", "RUNNING", "CANCELLING", "PAUSED"];
@@ -29,9 +30,7 @@ export function skipSlot(reprocess: Reprocess, states: readonly string[]): boole
 export class Backfiller {
   private timer: NodeJS.Timeout | undefined;
   private unsubscribe: (() => void) | undefined;
-  private running = false;
-  private again = false;
-  private stopped = false;
+  private readonly passes: SerialPass;
 
   constructor(
     private readonly db: Db,
@@ -39,7 +38,12 @@ export class Backfiller {
     private readonly onCreated: () => void,
     private readonly log: Logger,
     private readonly intervalMs = 2_000,
-  ) {}
+  ) {
+    this.passes = new SerialPass(
+      () => this.pass(),
+      (err) => this.log.error({ err }, "backfill pass failed"),
+    );
+  }
 
   start(): void {
     this.timer = setInterval(() => this.kick(), this.intervalMs);
@@ -51,32 +55,14 @@ export class Backfiller {
   }
 
   stop(): void {
-    this.stopped = true;
+    this.passes.stop();
     clearInterval(this.timer);
     this.unsubscribe?.();
   }
 
+  /** Runs a pass soon (merged with one in progress). */
   kick(): void {
-    if (this.stopped) return;
-    if (this.running) {
-      this.again = true;
-      return;
-    }
-    this.running = true;
-    setImmediate(() => {
-      void (async () => {
-        try {
-          do {
-            this.again = false;
-            await this.pass();
-          } while (this.again && !this.stopped);
-        } catch (err) {
-          this.log.error({ err }, "backfill pass failed");
-        } finally {
-          this.running = false;
-        }
-      })();
-    });
+    this.passes.kick();
   }
 
   async pass(): Promise<number> {

@@ -7,6 +7,7 @@ import { createFlowRun } from "./orchestration/create-run.ts";
 import { proposeFlowRunState } from "./orchestration/flow-runs.ts";
 import type { ParamsValidator } from "./params.ts";
 import { type Catchup, planSlots, previousSlot, type ScheduleSpec } from "./scheduling/slots.ts";
+import { SerialPass } from "./serial.ts";
 
 export interface SchedulerOptions {
   /** How far ahead runs are created (default 1 h)… */
@@ -56,9 +57,7 @@ function parseJson(text: string): Record<string, unknown> {
  */
 export class Scheduler {
   private timer: NodeJS.Timeout | undefined;
-  private running = false;
-  private again = false;
-  private stopped = false;
+  private readonly passes: SerialPass;
   private readonly now: () => Date;
 
   constructor(
@@ -69,6 +68,10 @@ export class Scheduler {
     private readonly options: SchedulerOptions = {},
   ) {
     this.now = options.now ?? (() => new Date());
+    this.passes = new SerialPass(
+      () => this.pass(),
+      (err) => this.log.error({ err }, "scheduler pass failed"),
+    );
   }
 
   start(): void {
@@ -78,32 +81,13 @@ export class Scheduler {
   }
 
   stop(): void {
-    this.stopped = true;
+    this.passes.stop();
     clearInterval(this.timer);
   }
 
   /** Runs a pass soon (merged with one in progress). */
   kick(): void {
-    if (this.stopped) return;
-    if (this.running) {
-      this.again = true;
-      return;
-    }
-    this.running = true;
-    setImmediate(() => {
-      void (async () => {
-        try {
-          do {
-            this.again = false;
-            await this.pass();
-          } while (this.again && !this.stopped);
-        } catch (err) {
-          this.log.error({ err }, "scheduler pass failed");
-        } finally {
-          this.running = false;
-        }
-      })();
-    });
+    this.passes.kick();
   }
 
   /** One pass over every active schedule. */

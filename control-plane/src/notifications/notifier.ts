@@ -3,6 +3,7 @@ import type { NotificationChannel, NotificationDelivery } from "@ferry/prisma/sq
 import { changesOf } from "../changes.ts";
 import { newId } from "../ids.ts";
 import type { Logger } from "../logger.ts";
+import { SerialPass } from "../serial.ts";
 import { type Alert, type AlertEvent, type Channel, outgoing, PAGERDUTY_EVENTS_URL, retryDelaySeconds } from "./payloads.ts";
 
 /** Attempts before a delivery is given up (FAILED). */
@@ -50,15 +51,18 @@ export class Notifier {
   private unsubscribe: (() => void) | undefined;
   private timer: NodeJS.Timeout | undefined;
   private queue: Promise<void> = Promise.resolve();
-  private sending = false;
-  private again = false;
-  private stopped = false;
+  private readonly sends: SerialPass;
 
   constructor(
     private readonly db: Db,
     private readonly log: Logger,
     private readonly options: { webUrl?: string; tickMs?: number; now?: () => Date } = {},
-  ) {}
+  ) {
+    this.sends = new SerialPass(
+      () => this.sendDue(),
+      (err) => this.log.error({ err }, "notification delivery pass failed"),
+    );
+  }
 
   private now(): Date {
     return this.options.now?.() ?? new Date();
@@ -83,7 +87,7 @@ export class Notifier {
   }
 
   stop(): void {
-    this.stopped = true;
+    this.sends.stop();
     this.unsubscribe?.();
     clearInterval(this.timer);
   }
@@ -217,26 +221,7 @@ export class Notifier {
 
   /** Sends due deliveries (merged with a pass in progress). */
   kick(): void {
-    if (this.stopped) return;
-    if (this.sending) {
-      this.again = true;
-      return;
-    }
-    this.sending = true;
-    setImmediate(() => {
-      void (async () => {
-        try {
-          do {
-            this.again = false;
-            await this.sendDue();
-          } while (this.again && !this.stopped);
-        } catch (err) {
-          this.log.error({ err }, "notification delivery pass failed");
-        } finally {
-          this.sending = false;
-        }
-      })();
-    });
+    this.sends.kick();
   }
 
   /** Sends a sample notification through a channel at once (no retries): does the channel work? */
