@@ -139,7 +139,10 @@ for (const provider of PROVIDERS) {
         rx.on("/hook")[1]?.headers["x-ferry-delivery"],
         "the same delivery, retried",
       );
-      const history = await api().notifications.deliveries.query({ flowRunId: failed.id });
+      const history = await waitUntil("every delivery recorded as sent", async () => {
+        const list = await api().notifications.deliveries.query({ flowRunId: failed.id });
+        return list.length === 3 && list.every((d) => d.status === "SENT") ? list : undefined;
+      });
       const audit = history.find((d) => d.channel === "audit");
       assert.equal(audit?.status, "SENT");
       assert.equal(audit?.attempts, 2);
@@ -189,11 +192,14 @@ for (const provider of PROVIDERS) {
       assert.equal(body.event, "LONG_RUNNING");
       assert.equal(body.run.id, run.id);
       assert.ok(body.runningSeconds >= 1);
-      const deliveries = await api().notifications.deliveries.query({ flowRunId: run.id });
-      const b = deliveries.find((d) => d.channel === "broken");
-      assert.equal(b?.status, "PENDING");
-      assert.ok((b?.attempts ?? 0) >= 1);
-      assert.match(String(b?.lastError), /fetch failed|ECONNREFUSED/);
+      // The receiver has the request before the sender records its outcome: wait for the record.
+      const b = await waitUntil("the broken channel's first attempt recorded", async () => {
+        const deliveries = await api().notifications.deliveries.query({ flowRunId: run.id });
+        const d = deliveries.find((x) => x.channel === "broken");
+        return d && d.attempts >= 1 ? d : undefined;
+      });
+      assert.equal(b.status, "PENDING");
+      assert.match(String(b.lastError), /fetch failed|ECONNREFUSED/);
       await waitUntil(
         "the run completes",
         async () => (await api().runs.get.query({ id: run.id })).stateType === "COMPLETED",
