@@ -7,7 +7,7 @@ export class AgentConnection {
   readonly held = new Set<string>();
   /** The agent said it is shutting down: no new work for it. */
   draining = false;
-  /** Runs the agent's last heartbeat listed (and the control plane confirmed it holds). */
+  /** Runs the agent's last heartbeat listed (and the control plane confirmed it holds), and those it reported on since. */
   vouched = new Set<string>();
   /** When leases of `vouched` runs were last renewed (ms since the epoch). */
   renewedAt = 0;

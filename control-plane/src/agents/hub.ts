@@ -379,17 +379,8 @@ export class AgentHub {
     if (run.agentId !== conn.agentId || run.attempt !== ref.attempt) {
       throw new ProtocolError("STALE_ATTEMPT", `attempt ${ref.attempt} of run ${ref.flowRunId} is no longer held by this agent`);
     }
-    // A run's own reports prove it alive as much as a heartbeat does. This matters when the
-    // control plane falls behind on a busy connection: a heartbeat queued behind a backlog of
-    // reports (or not read while the socket is paused) must not let the lease run out while
-    // those very reports are being applied. At most one write per half lease.
-    const now = Date.now();
-    if (run.leaseExpiresAt && run.leaseExpiresAt.getTime() - now < this.options.leaseMs / 2) {
-      await this.db.flowRun.updateMany({
-        where: { id: run.id, agentId: conn.agentId, attempt: ref.attempt, stateType: { in: HELD_STATES } },
-        data: { leaseExpiresAt: new Date(now + this.options.leaseMs) },
-      });
-    }
+    // A run's own reports vouch for it as a heartbeat does (see renewVouched).
+    conn.vouched.add(run.id);
     return run;
   }
 
@@ -412,8 +403,9 @@ export class AgentHub {
   /**
    * Messages are handled in order, so on a busy control plane a heartbeat can wait behind a
    * backlog of reports longer than a lease. Any message handled from a connection shows its
-   * agent alive: the runs its last heartbeat vouched for get their leases renewed (at most
-   * once per half lease). A run the agent stops listing drops out at the next heartbeat.
+   * agent alive: the runs its last heartbeat listed, and those it has reported on since, get
+   * their leases renewed (at most once per half lease, one statement for all of them). A run
+   * the agent stops listing drops out at the next heartbeat.
    */
   private async renewVouched(conn: AgentConnection): Promise<void> {
     const now = Date.now();
