@@ -1,6 +1,7 @@
 import type { Db } from "@ferry/prisma";
 import type { Backfill } from "@ferry/prisma/sqlite";
 import { changesOf } from "./changes.ts";
+import { parseObject } from "./json.ts";
 import type { Logger } from "./logger.ts";
 import { createFlowRun } from "./orchestration/create-run.ts";
 import type { ParamsValidator } from "./params.ts";
@@ -159,13 +160,4 @@ function nextSlots(spec: ScheduleSpec, b: Backfill, cursor: Date | null, max: nu
   }
   const after = cursor ?? new Date(b.rangeStart.getTime() - 1);
   return slotsBetween(spec, after, b.rangeEnd, max);
-}
-
-function parseObject(text: string): Record<string, unknown> {
-  try {
-    const v: unknown = JSON.parse(text);
-    return v && typeof v === "object" && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
-  } catch {
-    return {};
-  }
 }

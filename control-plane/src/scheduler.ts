@@ -2,6 +2,7 @@ import type { Db } from "@ferry/prisma";
 import type { Schedule } from "@ferry/prisma/sqlite";
 import { changesOf } from "./changes.ts";
 import { DomainError } from "./errors.ts";
+import { parseObject } from "./json.ts";
 import type { Logger } from "./logger.ts";
 import { createFlowRun } from "./orchestration/create-run.ts";
 import { proposeFlowRunState } from "./orchestration/flow-runs.ts";
@@ -36,15 +37,6 @@ export function specOf(
     return { kind: "interval", intervalSeconds: s.intervalSeconds ?? 3600, anchor: s.anchor ?? s.createdAt };
   }
   return { kind: "cron", cron: s.cron ?? "0 * * * *", timezone: s.timezone };
-}
-
-function parseJson(text: string): Record<string, unknown> {
-  try {
-    const v: unknown = JSON.parse(text);
-    return v && typeof v === "object" && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
-  } catch {
-    return {};
-  }
 }
 
 /**
@@ -129,7 +121,7 @@ export class Scheduler {
     if (plan.create.length) {
       const deployment = await this.db.deployment.findUnique({ where: { id: schedule.deploymentId } });
       if (!deployment) return { created: 0, skipped: 0, late: 0, cancelled: 0 };
-      const parameters = parseJson(schedule.parametersJson);
+      const parameters = parseObject(schedule.parametersJson);
       const made: string[] = [];
       try {
         for (const slot of plan.create) {

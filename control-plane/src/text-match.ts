@@ -1,4 +1,5 @@
 import type { Provider } from "@ferry/prisma";
+import { parseStrings } from "./json.ts";
 
 /**
  * Substring filters that mean the same on both databases. Prisma's `contains` becomes SQL
@@ -22,12 +23,7 @@ export function containsText(haystack: string, needle: string): boolean {
 
 /** Whether a JSON array of tags holds exactly `tag`. */
 export function hasTag(tagsJson: string, tag: string): boolean {
-  try {
-    const tags: unknown = JSON.parse(tagsJson);
-    return Array.isArray(tags) && tags.includes(tag);
-  } catch {
-    return false;
-  }
+  return parseStrings(tagsJson).includes(tag);
 }
 
 /**

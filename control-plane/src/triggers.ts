@@ -5,6 +5,7 @@ import type { EventPublished } from "@ferry/sdk/protocol";
 import { hashSecret } from "./auth/tokens.ts";
 import { changesOf } from "./changes.ts";
 import { DomainError } from "./errors.ts";
+import { parseObject, parseStrings } from "./json.ts";
 import type { Logger } from "./logger.ts";
 import { createFlowRun } from "./orchestration/create-run.ts";
 import type { ParamsValidator } from "./params.ts";
@@ -49,15 +50,6 @@ export function triggerParameters(
     if (value !== undefined) out[param] = value;
   }
   return out;
-}
-
-function parseObject(text: string): Record<string, unknown> {
-  try {
-    const v: unknown = JSON.parse(text);
-    return v && typeof v === "object" && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
-  } catch {
-    return {};
-  }
 }
 
 function runEvent(run: FlowRun, deploymentName: string | null) {
@@ -135,7 +127,7 @@ export class TriggerEngine {
       where: { kind: "run_state", active: true, workspaceId: run.workspaceId, sourceDeploymentId: run.deploymentId },
     });
     for (const t of triggers) {
-      const states = parseStates(t.statesJson);
+      const states = parseStrings(t.statesJson);
       if (!states.includes(run.stateType)) continue;
       await this.fire(t, runEvent(run, run.deployment?.name ?? null), `run:${run.id}:${run.stateType}:${run.attempt}`);
     }
@@ -151,7 +143,7 @@ export class TriggerEngine {
       const runs = await this.db.flowRun.findMany({
         where: {
           deploymentId: t.sourceDeploymentId,
-          stateType: { in: parseStates(t.statesJson) },
+          stateType: { in: parseStrings(t.statesJson) },
           stateTimestamp: { gte: since },
         },
         include: { deployment: { select: { name: true } } },
@@ -243,14 +235,5 @@ export class TriggerEngine {
     if (existing) return { status: "ok" as const, run: existing, created: false };
     const run = await this.fire(trigger, { payload }, key);
     return { status: "ok" as const, run, created: !!run };
-  }
-}
-
-function parseStates(text: string): string[] {
-  try {
-    const v: unknown = JSON.parse(text);
-    return Array.isArray(v) ? v.filter((s): s is string => typeof s === "string") : [];
-  } catch {
-    return [];
   }
 }

@@ -2,41 +2,44 @@ import type { Db } from "@ferry/prisma";
 import type { NotificationChannel, NotificationDelivery } from "@ferry/prisma/sqlite";
 import { changesOf } from "../changes.ts";
 import { newId } from "../ids.ts";
+import { parseObject, parseStrings } from "../json.ts";
 import type { Logger } from "../logger.ts";
 import { SerialPass } from "../serial.ts";
-import { type Alert, type AlertEvent, type Channel, outgoing, PAGERDUTY_EVENTS_URL, retryDelaySeconds } from "./payloads.ts";
+import {
+  ALERT_EVENTS,
+  type Alert,
+  type AlertEvent,
+  type Channel,
+  outgoing,
+  PAGERDUTY_EVENTS_URL,
+  retryDelaySeconds,
+} from "./payloads.ts";
 
 /** Attempts before a delivery is given up (FAILED). */
 export const MAX_DELIVERY_ATTEMPTS = 8;
 const SEND_TIMEOUT_MS = 10_000;
 const PARALLEL_SENDS = 4;
 
-export function channelOf(row: Pick<NotificationChannel, "kind" | "configJson">): Channel | null {
-  let config: Record<string, unknown>;
-  try {
-    config = JSON.parse(row.configJson) as Record<string, unknown>;
-  } catch {
-    return null;
-  }
-  const str = (k: string) => (typeof config[k] === "string" ? (config[k] as string) : "");
-  switch (row.kind) {
-    case "slack":
-      return { kind: "slack", url: str("url") };
-    case "pagerduty":
-      return { kind: "pagerduty", routingKey: str("routingKey"), url: str("url") || PAGERDUTY_EVENTS_URL };
-    case "webhook":
-      return { kind: "webhook", url: str("url"), secret: str("secret") };
-    default:
-      return null;
-  }
+/** The events a rule listens to. */
+function alertEvents(eventsJson: string): AlertEvent[] {
+  return parseStrings(eventsJson).filter((e): e is AlertEvent => (ALERT_EVENTS as readonly string[]).includes(e));
 }
 
-function parseEvents(text: string): AlertEvent[] {
-  try {
-    const v: unknown = JSON.parse(text);
-    return Array.isArray(v) ? (v.filter((e) => typeof e === "string") as AlertEvent[]) : [];
-  } catch {
-    return [];
+export function channelOf(row: Pick<NotificationChannel, "kind" | "configJson">): Channel | null {
+  const config = parseObject(row.configJson);
+  const str = (k: string) => (typeof config[k] === "string" ? (config[k] as string) : "");
+  // A configuration missing what the channel needs is not valid (never sent half-configured).
+  switch (row.kind) {
+    case "slack":
+      return str("url") ? { kind: "slack", url: str("url") } : null;
+    case "pagerduty":
+      return str("routingKey")
+        ? { kind: "pagerduty", routingKey: str("routingKey"), url: str("url") || PAGERDUTY_EVENTS_URL }
+        : null;
+    case "webhook":
+      return str("url") && str("secret") ? { kind: "webhook", url: str("url"), secret: str("secret") } : null;
+    default:
+      return null;
   }
 }
 
@@ -129,7 +132,7 @@ export class Notifier {
   private async longRunning(): Promise<void> {
     const rules = await this.db.notificationRule.findMany({ where: { active: true, longRunningSeconds: { not: null } } });
     for (const rule of rules) {
-      if (!parseEvents(rule.eventsJson).includes("LONG_RUNNING") || !rule.longRunningSeconds) continue;
+      if (!alertEvents(rule.eventsJson).includes("LONG_RUNNING") || !rule.longRunningSeconds) continue;
       const since = new Date(this.now().getTime() - rule.longRunningSeconds * 1000);
       const runs = await this.db.flowRun.findMany({
         where: {
@@ -195,7 +198,7 @@ export class Notifier {
     };
     let queued = 0;
     for (const rule of rules) {
-      if (!parseEvents(rule.eventsJson).includes(event)) continue;
+      if (!alertEvents(rule.eventsJson).includes(event)) continue;
       try {
         await this.db.notificationDelivery.create({
           data: {

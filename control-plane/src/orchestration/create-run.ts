@@ -3,6 +3,7 @@ import type { Deployment, FlowRun } from "@ferry/prisma/sqlite";
 import { runChanged } from "../changes.ts";
 import { DomainError } from "../errors.ts";
 import { newId, shortId } from "../ids.ts";
+import { parseJson } from "../json.ts";
 import type { ParamsValidator } from "../params.ts";
 
 export interface NewRun {
@@ -18,14 +19,6 @@ export interface NewRun {
   schedule?: { scheduleId: string; scheduledFor: Date; dataIntervalStart: Date | null; dataIntervalEnd: Date };
   /** A run made by a backfill, for one slot of its range. */
   backfill?: { backfillId: string; scheduledFor: Date; dataIntervalStart: Date | null; dataIntervalEnd: Date };
-}
-
-function parseJson<T>(text: string, fallback: T): T {
-  try {
-    return JSON.parse(text) as T;
-  } catch {
-    return fallback;
-  }
 }
 
 /**
