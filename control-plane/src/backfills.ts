@@ -122,7 +122,7 @@ export class Backfiller {
           workspaceId: b.workspaceId,
           deployment,
           parameters,
-          backfill: {
+          slot: {
             backfillId: b.id,
             scheduledFor: slot,
             dataIntervalStart: previousSlot(spec, slot),

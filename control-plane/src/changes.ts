@@ -17,7 +17,15 @@ export type Change =
   | { kind: "run"; workspaceId: string; rootId: string; parts: RunPart[] }
   | { kind: "agents"; workspaceId: string }
   | { kind: "deployments"; workspaceId: string }
-  | { kind: "runState"; workspaceId: string; flowRunId: string; deploymentId: string | null; stateType: string };
+  | {
+      kind: "runState";
+      workspaceId: string;
+      flowRunId: string;
+      deploymentId: string | null;
+      stateType: string;
+      stateName: string;
+      attempt: number;
+    };
 
 export type RunPart = "state" | "tasks" | "logs";
 

@@ -130,7 +130,7 @@ export class Scheduler {
             deployment,
             parameters,
             expectedStartTime: slot,
-            schedule: {
+            slot: {
               scheduleId: schedule.id,
               scheduledFor: slot,
               dataIntervalStart: previousSlot(spec, slot),

@@ -72,6 +72,16 @@ function runEvent(run: FlowRun, deploymentName: string | null) {
 
 const SWEEP_WINDOW_MS = 15 * 60_000;
 
+/** The event key of a run entering a state in one attempt: a trigger fires once per key. */
+function runKey(flowRunId: string, stateType: string, attempt: number): string {
+  return `run:${flowRunId}:${stateType}:${attempt}`;
+}
+
+/** The idempotency key of the run a trigger starts for one event. */
+function triggerKey(trigger: Pick<Trigger, "id">, key: string): string {
+  return `trigger:${trigger.id}:${key}`.slice(0, 200);
+}
+
 /**
  * Starts runs on events. Run-state triggers fire when a run of their source deployment
  * enters one of their states; each firing is keyed (trigger, run, state, attempt), so a
@@ -94,8 +104,10 @@ export class TriggerEngine {
   start(): void {
     this.unsubscribe = changesOf(this.db).subscribe((c) => {
       if (c.kind !== "runState" || !c.deploymentId) return;
-      const { flowRunId } = c;
-      this.queue = this.queue.then(() => this.onRun(flowRunId)).catch((err: unknown) => this.log.warn({ err }, "trigger failed"));
+      const change = { ...c, deploymentId: c.deploymentId };
+      this.queue = this.queue
+        .then(() => this.onRunState(change))
+        .catch((err: unknown) => this.log.warn({ err }, "trigger failed"));
     });
     this.timer = setInterval(() => {
       this.queue = this.queue
@@ -112,28 +124,40 @@ export class TriggerEngine {
     clearInterval(this.timer);
   }
 
-  /** Waits for the triggers queued so far (tests, shutdown). */
-  idle(): Promise<void> {
-    return this.queue;
-  }
-
-  private async onRun(flowRunId: string): Promise<void> {
+  /**
+   * A run entered a state. Every state change of every run passes here, so the triggers are
+   * looked up first (by source deployment) and the run is read only when one matches.
+   */
+  private async onRunState(c: {
+    workspaceId: string;
+    flowRunId: string;
+    deploymentId: string;
+    stateType: string;
+    stateName: string;
+    attempt: number;
+  }) {
+    const triggers = (
+      await this.db.trigger.findMany({
+        where: { kind: "run_state", active: true, workspaceId: c.workspaceId, sourceDeploymentId: c.deploymentId },
+      })
+    ).filter((t) => parseStrings(t.statesJson).includes(c.stateType));
+    if (!triggers.length) return;
     const run = await this.db.flowRun.findUnique({
-      where: { id: flowRunId },
+      where: { id: c.flowRunId },
       include: { deployment: { select: { name: true } } },
     });
-    if (!run?.deploymentId) return;
-    const triggers = await this.db.trigger.findMany({
-      where: { kind: "run_state", active: true, workspaceId: run.workspaceId, sourceDeploymentId: run.deploymentId },
-    });
-    for (const t of triggers) {
-      const states = parseStrings(t.statesJson);
-      if (!states.includes(run.stateType)) continue;
-      await this.fire(t, runEvent(run, run.deployment?.name ?? null), `run:${run.id}:${run.stateType}:${run.attempt}`);
-    }
+    if (!run) return;
+    const event = runEvent(
+      { ...run, stateType: c.stateType, stateName: c.stateName, attempt: c.attempt },
+      run.deployment?.name ?? null,
+    );
+    for (const t of triggers) await this.fire(t, event, runKey(c.flowRunId, c.stateType, c.attempt));
   }
 
-  /** Runs that changed state recently and match a run-state trigger but have not fired it (lost events). */
+  /**
+   * Runs that entered a trigger's states recently but did not fire it (an event lost in a
+   * restart). The keys already used are read in one query, so a quiet sweep writes nothing.
+   */
   async sweep(): Promise<number> {
     const triggers = await this.db.trigger.findMany({ where: { kind: "run_state", active: true } });
     if (!triggers.length) return 0;
@@ -149,32 +173,46 @@ export class TriggerEngine {
         include: { deployment: { select: { name: true } } },
         take: 500,
       });
+      const keyOf = (r: { id: string; stateType: string; attempt: number }) =>
+        triggerKey(t, runKey(r.id, r.stateType, r.attempt));
+      const used = await this.db.flowRun.findMany({
+        where: { workspaceId: t.workspaceId, idempotencyKey: { in: runs.map(keyOf) } },
+        select: { idempotencyKey: true },
+      });
+      const done = new Set(used.map((u) => u.idempotencyKey));
       for (const run of runs) {
-        if (await this.fire(t, runEvent(run, run.deployment?.name ?? null), `run:${run.id}:${run.stateType}:${run.attempt}`))
-          fired++;
+        if (done.has(keyOf(run))) continue;
+        const outcome = await this.fire(
+          t,
+          runEvent(run, run.deployment?.name ?? null),
+          runKey(run.id, run.stateType, run.attempt),
+        );
+        if (outcome?.created) fired++;
       }
     }
     return fired;
   }
 
-  /** Starts the trigger's deployment for an event; `key` makes it once per event. Returns the run when one was created. */
-  async fire(trigger: Trigger, event: unknown, key: string): Promise<FlowRun | null> {
+  /**
+   * Starts the trigger's deployment for an event; `key` makes it once per event: a second
+   * call with the same key returns the first run, `created: false`. Null: the deployment is gone.
+   */
+  async fire(trigger: Trigger, event: unknown, key: string): Promise<{ run: FlowRun; created: boolean } | null> {
     const deployment = await this.db.deployment.findUnique({ where: { id: trigger.deploymentId } });
     if (!deployment) return null;
     try {
-      const { run, created } = await createFlowRun(this.db, this.params, {
+      const outcome = await createFlowRun(this.db, this.params, {
         workspaceId: trigger.workspaceId,
         deployment,
         parameters: triggerParameters(trigger, event),
-        idempotencyKey: `trigger:${trigger.id}:${key}`.slice(0, 200),
+        idempotencyKey: triggerKey(trigger, key),
       });
-      if (created) {
+      if (outcome.created) {
         await this.db.trigger.update({ where: { id: trigger.id }, data: { lastFiredAt: new Date() } });
-        this.log.info({ triggerId: trigger.id, runId: run.id }, "trigger fired");
+        this.log.info({ triggerId: trigger.id, runId: outcome.run.id }, "trigger fired");
         this.onCreated();
-        return run;
       }
-      return null;
+      return outcome;
     } catch (err) {
       if (err instanceof DomainError && err.code === "INVALID_PARAMETERS") {
         this.log.warn(
@@ -224,16 +262,7 @@ export class TriggerEngine {
     if (trigger?.kind !== "webhook" || !hookSecretMatches(secret, trigger.secretHash)) return { status: "unknown" as const };
     if (!trigger.active) return { status: "paused" as const };
     const key = idempotencyKey ? `hook:${idempotencyKey}` : `hook:${randomBytes(12).toString("base64url")}`;
-    const existing = await this.db.flowRun.findUnique({
-      where: {
-        workspaceId_idempotencyKey: {
-          workspaceId: trigger.workspaceId,
-          idempotencyKey: `trigger:${trigger.id}:${key}`.slice(0, 200),
-        },
-      },
-    });
-    if (existing) return { status: "ok" as const, run: existing, created: false };
-    const run = await this.fire(trigger, { payload }, key);
-    return { status: "ok" as const, run, created: !!run };
+    const outcome = await this.fire(trigger, { payload }, key);
+    return { status: "ok" as const, run: outcome?.run ?? null, created: outcome?.created ?? false };
   }
 }

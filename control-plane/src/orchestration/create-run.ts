@@ -15,16 +15,19 @@ export interface NewRun {
   idempotencyKey?: string | undefined;
   /** When the run is due (default: now). */
   expectedStartTime?: Date;
-  /** A run made by a schedule: its slot and the data interval it covers. */
-  schedule?: { scheduleId: string; scheduledFor: Date; dataIntervalStart: Date | null; dataIntervalEnd: Date };
-  /** A run made by a backfill, for one slot of its range. */
-  backfill?: { backfillId: string; scheduledFor: Date; dataIntervalStart: Date | null; dataIntervalEnd: Date };
+  /** A run made for a slot of a schedule or of a backfill: the slot and the data interval it covers. */
+  slot?: Slot;
 }
+
+export type Slot = { scheduledFor: Date; dataIntervalStart: Date | null; dataIntervalEnd: Date } & (
+  | { scheduleId: string }
+  | { backfillId: string }
+);
 
 /**
  * Creates a SCHEDULED flow run of a deployment (with its first state) after checking its
- * parameters. Unique keys make it idempotent: the caller's idempotency key, or a schedule's
- * (schedule, slot); a create that loses such a race returns `created: false` with the winner.
+ * parameters. Unique keys make it idempotent: the caller's idempotency key, or the slot of a
+ * schedule or backfill; an existing run (or the winner of a race) comes back with `created: false`.
  */
 export async function createFlowRun(db: Db, params: ParamsValidator, input: NewRun): Promise<{ run: FlowRun; created: boolean }> {
   const { workspaceId, deployment } = input;
@@ -34,21 +37,14 @@ export async function createFlowRun(db: Db, params: ParamsValidator, input: NewR
         where: { workspaceId_idempotencyKey: { workspaceId, idempotencyKey: input.idempotencyKey } },
       });
     }
-    if (input.schedule) {
-      return db.flowRun.findUnique({
-        where: {
-          scheduleId_scheduledFor: { scheduleId: input.schedule.scheduleId, scheduledFor: input.schedule.scheduledFor },
-        },
-      });
-    }
-    if (input.backfill) {
-      return db.flowRun.findUnique({
-        where: {
-          backfillId_scheduledFor: { backfillId: input.backfill.backfillId, scheduledFor: input.backfill.scheduledFor },
-        },
-      });
-    }
-    return null;
+    const slot = input.slot;
+    if (!slot) return null;
+    return db.flowRun.findUnique({
+      where:
+        "scheduleId" in slot
+          ? { scheduleId_scheduledFor: { scheduleId: slot.scheduleId, scheduledFor: slot.scheduledFor } }
+          : { backfillId_scheduledFor: { backfillId: slot.backfillId, scheduledFor: slot.scheduledFor } },
+    });
   };
   const existing = await earlier();
   if (existing) return { run: existing, created: false };
@@ -83,22 +79,7 @@ export async function createFlowRun(db: Db, params: ParamsValidator, input: NewR
           timeoutMs: deployment.timeoutMs,
           expectedStartTime: input.expectedStartTime ?? now,
           idempotencyKey: input.idempotencyKey ?? null,
-          ...(input.schedule
-            ? {
-                scheduleId: input.schedule.scheduleId,
-                scheduledFor: input.schedule.scheduledFor,
-                dataIntervalStart: input.schedule.dataIntervalStart,
-                dataIntervalEnd: input.schedule.dataIntervalEnd,
-              }
-            : {}),
-          ...(input.backfill
-            ? {
-                backfillId: input.backfill.backfillId,
-                scheduledFor: input.backfill.scheduledFor,
-                dataIntervalStart: input.backfill.dataIntervalStart,
-                dataIntervalEnd: input.backfill.dataIntervalEnd,
-              }
-            : {}),
+          ...(input.slot ?? {}),
         },
       }),
       db.flowRunState.create({
@@ -108,11 +89,9 @@ export async function createFlowRun(db: Db, params: ParamsValidator, input: NewR
           flowRunId: id,
           type: "SCHEDULED",
           name: "Scheduled",
-          message: input.schedule
-            ? `scheduled for ${input.schedule.scheduledFor.toISOString()}`
-            : input.backfill
-              ? `backfill of ${input.backfill.scheduledFor.toISOString()}`
-              : null,
+          message: input.slot
+            ? `${"scheduleId" in input.slot ? "scheduled for" : "backfill of"} ${input.slot.scheduledFor.toISOString()}`
+            : null,
           timestamp: now,
           attempt: 0,
         },

@@ -179,6 +179,8 @@ export async function proposeFlowRunState(db: Db, input: ProposeInput): Promise<
       flowRunId: run.id,
       deploymentId: run.deploymentId,
       stateType: outcome.stateType,
+      stateName: outcome.stateName,
+      attempt: outcome.attempt,
     });
     const wasHeld =
       run.stateType === "PENDING" || run.stateType === "RUNNING" || run.stateType === "CANCELLING" || run.stateType === "PAUSED";
