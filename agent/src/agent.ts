@@ -25,7 +25,11 @@ import { logger } from "./logger.ts";
 export const AGENT_VERSION = "0.1.0";
 
 export interface AgentOptions {
-  apiUrl: string;
+  /**
+   * The control plane; with several replicas, their URLs: the agent connects to one and moves
+   * to the next when it cannot reach it or loses it.
+   */
+  apiUrl: string | readonly string[];
   token: string;
   agentId?: string;
   name: string;
@@ -118,6 +122,9 @@ export class Agent {
   readonly agentId: string;
   private ws: WebSocket | undefined;
   private welcomed = false;
+  /** Which of the control-plane URLs the agent uses, and connection attempts since the last welcome. */
+  private urlIndex = 0;
+  private attemptsSinceWelcome = 0;
   private readonly outbox = new Map<number, Reliable>();
   private nextMsgId = 1;
   /** Times the control plane failed to apply a message (by msgId), for the retry backoff. */
@@ -237,6 +244,17 @@ export class Agent {
     });
   }
 
+  private urls(): readonly string[] {
+    const urls = typeof this.options.apiUrl === "string" ? [this.options.apiUrl] : this.options.apiUrl;
+    if (!urls.length) throw new Error("the agent needs at least one control-plane URL");
+    return urls;
+  }
+
+  private currentUrl(): string {
+    const urls = this.urls();
+    return urls[this.urlIndex % urls.length] ?? urls[0] ?? "";
+  }
+
   private notify(): void {
     for (const w of [...this.waiters]) w();
   }
@@ -245,7 +263,7 @@ export class Agent {
 
   private connect(): void {
     if (this.stopping) return;
-    const url = new URL(AGENT_WS_PATH, this.options.apiUrl.replace(/^http/, "ws"));
+    const url = new URL(AGENT_WS_PATH, this.currentUrl().replace(/^http/, "ws"));
     const ws = new WebSocket(url, {
       headers: { authorization: `Bearer ${this.options.token}` },
       maxPayload: LIMITS.maxFrameBytes,
@@ -293,8 +311,15 @@ export class Agent {
       this.notify();
       return;
     }
-    const delay = this.backoff.next();
-    this.log.warn({ code, reason, retryInMs: delay, unacknowledged: this.outbox.size }, "disconnected from the control plane");
+    // With several replicas, try the next one at once; back off only after a round of them all.
+    const urls = this.urls();
+    this.urlIndex = (this.urlIndex + 1) % urls.length;
+    this.attemptsSinceWelcome++;
+    const delay = this.attemptsSinceWelcome % urls.length === 0 ? this.backoff.next() : 50;
+    this.log.warn(
+      { code, reason, retryInMs: delay, next: this.currentUrl(), unacknowledged: this.outbox.size },
+      "disconnected from the control plane",
+    );
     this.reconnectTimer = setTimeout(() => this.connect(), delay);
   }
 
@@ -315,6 +340,7 @@ export class Agent {
     switch (msg.type) {
       case "welcome":
         this.welcomed = true;
+        this.attemptsSinceWelcome = 0;
         this.backoff.reset();
         this.log.info({ agentId: msg.agentId, server: msg.serverVersion }, "connected to the control plane");
         clearInterval(this.heartbeat);

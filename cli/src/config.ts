@@ -50,6 +50,23 @@ export function apiConfig(flags: { api?: string | undefined; token?: string | un
   return { apiUrl, token };
 }
 
+/**
+ * An agent's control planes: `--api` may list several replicas, comma-separated
+ * (`http://cp-a:4200,http://cp-b:4200`); the agent fails over from one to the next.
+ */
+export function agentApiConfig(flags: { api?: string | undefined; token?: string | undefined }): {
+  apiUrls: string[];
+  token: string;
+} {
+  const local = readLocalConfig();
+  const list = (flags.api ?? process.env.FERRY_API_URL ?? local.apiUrl ?? "").split(",").map((u) => u.trim());
+  const urls = list.filter((u) => u !== "");
+  if (urls.length > 16) throw new CliError("--api lists more than 16 control planes");
+  const checked = urls.map((url) => apiConfig({ api: url, token: flags.token }).apiUrl);
+  const { token } = apiConfig({ api: checked[0], token: flags.token });
+  return { apiUrls: checked, token };
+}
+
 export function databaseUrl(flag: string | undefined): string {
   return flag ?? process.env.FERRY_DATABASE_URL ?? `file:${join(stateDir(), "ferry.db")}`;
 }

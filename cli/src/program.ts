@@ -13,7 +13,7 @@ import { discoverDeployments } from "./commands/deploy.ts";
 import { runDev } from "./commands/dev.ts";
 import { describeSchedule, scheduleRows } from "./commands/schedule.ts";
 import { EXIT_CODES, followRun } from "./commands/wait.ts";
-import { apiConfig, CliError, databaseUrl, parseFlags } from "./config.ts";
+import { agentApiConfig, apiConfig, CliError, databaseUrl, parseFlags } from "./config.ts";
 import { formatLogLine, printJson, printTable } from "./output.ts";
 import { buildWeb, startWebServer } from "./web.ts";
 
@@ -218,7 +218,7 @@ export function buildProgram(): Command {
   agent
     .command("start")
     .description("connect to a control plane and run flow runs of the given pools")
-    .option("--api <url>", "control plane URL (env FERRY_API_URL)")
+    .option("--api <urls>", "control plane URL, or several replicas comma-separated to fail over between (env FERRY_API_URL)")
     .option("--token <token>", "API token with the agent scope (env FERRY_API_TOKEN)")
     .option("--pool <pool>", "work pool to serve (repeatable; default: default)", collect)
     .option("--concurrency <n>", "flow runs at once", "4")
@@ -248,10 +248,10 @@ export function buildProgram(): Command {
         }),
         flags,
       );
-      const { apiUrl, token } = apiConfig(f);
+      const { apiUrls, token } = agentApiConfig(f);
       const labels = Object.fromEntries((f.label ?? []).map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]));
       const a = new Agent({
-        apiUrl,
+        apiUrl: apiUrls,
         token,
         name: f.name,
         pools: f.pool ?? ["default"],

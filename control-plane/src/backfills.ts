@@ -31,6 +31,7 @@ export function skipSlot(reprocess: Reprocess, states: readonly string[]): boole
 export class Backfiller {
   private timer: NodeJS.Timeout | undefined;
   private unsubscribe: (() => void) | undefined;
+  private active = false;
   private readonly passes: SerialPass;
 
   constructor(
@@ -46,24 +47,30 @@ export class Backfiller {
     );
   }
 
+  /** Starts the passes (on one replica: the leader; runs finishing on any replica make room). */
   start(): void {
+    this.active = true;
+    this.passes.resume();
+    clearInterval(this.timer);
     this.timer = setInterval(() => this.kick(), this.intervalMs);
     this.timer.unref();
     this.unsubscribe = changesOf(this.db).subscribe((c) => {
-      if (c.kind === "runs") this.kick();
+      if (c.kind === "runs" || (c.kind === "wake" && c.worker === "backfiller")) this.passes.kick();
     });
     this.kick();
   }
 
   stop(): void {
+    this.active = false;
     this.passes.stop();
     clearInterval(this.timer);
     this.unsubscribe?.();
   }
 
-  /** Runs a pass soon (merged with one in progress). */
+  /** Runs a pass soon (merged with one in progress), here or on the replica that runs them. */
   kick(): void {
-    this.passes.kick();
+    if (this.active) this.passes.kick();
+    else changesOf(this.db).publish({ kind: "wake", worker: "backfiller" });
   }
 
   async pass(): Promise<number> {

@@ -85,7 +85,11 @@ describe("ChangeFeed.watch", () => {
   test("changes that do not match are ignored; a change of another kind counts as state", async () => {
     const feed = new ChangeFeed();
     const ac = new AbortController();
-    const watch = feed.watch((c) => c.workspaceId === "ws" && (c.kind !== "run" || c.rootId === "mine"), ac.signal, 0);
+    const watch = feed.watch(
+      (c) => "workspaceId" in c && c.workspaceId === "ws" && (c.kind !== "run" || c.rootId === "mine"),
+      ac.signal,
+      0,
+    );
     await watch.next();
     const next = watch.next();
     feed.publish(run("other", ["tasks"]));

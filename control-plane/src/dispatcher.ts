@@ -1,4 +1,4 @@
-import type { Db } from "@ferry/prisma";
+import type { Db, Provider } from "@ferry/prisma";
 import type { Deployment, FlowRun } from "@ferry/prisma/sqlite";
 import { PROTOCOL_VERSION } from "@ferry/sdk/protocol";
 import type { AgentConnection } from "./agents/connection.ts";
@@ -14,6 +14,8 @@ type DueRun = FlowRun & { deployment: Deployment | null };
 
 export interface DispatcherOptions {
   leaseMs: number;
+  /** PostgreSQL claims lock the run row (`FOR UPDATE SKIP LOCKED`): replicas never wait on each other. */
+  provider?: Provider;
 }
 
 /** Longest single sleep until the next scheduled run is due; re-checked after it. */
@@ -31,12 +33,28 @@ export class Dispatcher {
   private again = false;
   private wake: NodeJS.Timeout | undefined;
   private stopped = false;
+  private readonly unsubscribe: () => void;
 
   constructor(
     private readonly db: Db,
     private readonly log: Logger,
     private readonly options: DispatcherOptions,
-  ) {}
+  ) {
+    this.unsubscribe = changesOf(db).subscribe((c, origin) => {
+      // Another replica created a run or freed capacity: our agents may take it.
+      if (origin === "remote" && (c.kind === "runs" || c.kind === "agents")) this.kick();
+      // Whichever replica holds the agent's socket tells it to stop.
+      else if (c.kind === "cancel") {
+        this.agents.get(c.agentId)?.send({
+          type: "run.cancel",
+          v: PROTOCOL_VERSION,
+          flowRunId: c.flowRunId,
+          attempt: c.attempt,
+          reason: c.reason,
+        });
+      }
+    });
+  }
 
   addAgent(conn: AgentConnection): void {
     this.agents.set(conn.agentId, conn);
@@ -55,12 +73,12 @@ export class Dispatcher {
     return [...this.agents.values()];
   }
 
-  /** A slot was freed or a run went back to the queue. */
-  /** Tells the agent holding an attempt to stop it (if it is connected to this control plane). */
-  cancelOnAgent(agentId: string, flowRunId: string, attempt: number, reason: string): void {
-    this.agent(agentId)?.send({ type: "run.cancel", v: PROTOCOL_VERSION, flowRunId, attempt, reason });
+  /** Tells the agent holding an attempt to stop it, through whichever replica it is connected to. */
+  cancelOnAgent(workspaceId: string, agentId: string, flowRunId: string, attempt: number, reason: string): void {
+    changesOf(this.db).publish({ kind: "cancel", workspaceId, agentId, flowRunId, attempt, reason });
   }
 
+  /** A slot was freed or a run went back to the queue. */
   release(agentId: string | null, flowRunId: string): void {
     if (agentId) this.agents.get(agentId)?.held.delete(flowRunId);
     this.kick();
@@ -78,6 +96,7 @@ export class Dispatcher {
 
   stop(): void {
     this.stopped = true;
+    this.unsubscribe();
     clearTimeout(this.wake);
   }
 
@@ -234,6 +253,13 @@ export class Dispatcher {
       return false;
     }
     const claimed = await this.db.$transaction(async (tx) => {
+      if (this.options.provider === "postgresql") {
+        // Another replica claiming this run right now holds its row: skip it rather than wait.
+        const locked = await tx.$queryRaw<{ id: string }[]>`
+          SELECT "id" FROM "FlowRun" WHERE "id" = ${run.id} AND "stateType" = 'SCHEDULED' AND "attempt" = ${run.attempt}
+          FOR UPDATE SKIP LOCKED`;
+        if (!locked.length) return false;
+      }
       const updated = await tx.flowRun.updateMany({
         where: { id: run.id, stateType: "SCHEDULED", attempt: run.attempt },
         data: {

@@ -49,6 +49,8 @@ export function specOf(
  */
 export class Scheduler {
   private timer: NodeJS.Timeout | undefined;
+  private unsubscribe: (() => void) | undefined;
+  private active = false;
   private readonly passes: SerialPass;
   private readonly now: () => Date;
 
@@ -66,20 +68,30 @@ export class Scheduler {
     );
   }
 
+  /** Starts the passes (on one replica: the leader; the others' kicks are relayed to it). */
   start(): void {
+    this.active = true;
+    this.passes.resume();
+    clearInterval(this.timer);
     this.timer = setInterval(() => this.kick(), this.options.intervalMs ?? 5_000);
     this.timer.unref();
+    this.unsubscribe = changesOf(this.db).subscribe((c) => {
+      if (c.kind === "wake" && c.worker === "scheduler") this.passes.kick();
+    });
     this.kick();
   }
 
   stop(): void {
+    this.active = false;
     this.passes.stop();
     clearInterval(this.timer);
+    this.unsubscribe?.();
   }
 
-  /** Runs a pass soon (merged with one in progress). */
+  /** Runs a pass soon (merged with one in progress), here or on the replica that runs them. */
   kick(): void {
-    this.passes.kick();
+    if (this.active) this.passes.kick();
+    else changesOf(this.db).publish({ kind: "wake", worker: "scheduler" });
   }
 
   /** One pass over every active schedule. */

@@ -39,4 +39,9 @@ export class SerialPass {
   stop(): void {
     this.stopped = true;
   }
+
+  /** Accepts kicks again after `stop()` (a replica that leads again). */
+  resume(): void {
+    this.stopped = false;
+  }
 }

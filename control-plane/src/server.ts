@@ -10,6 +10,8 @@ import { cors } from "hono/cors";
 import { AgentHub } from "./agents/hub.ts";
 import { Authenticator, type AuthResult } from "./auth/authenticate.ts";
 import { Backfiller } from "./backfills.ts";
+import { changesOf } from "./changes.ts";
+import { ChangeRelay, Leadership, newReplicaId } from "./cluster.ts";
 import type { Context, Services, SessionCookieOptions } from "./context.ts";
 import { Dispatcher } from "./dispatcher.ts";
 import { DomainError } from "./errors.ts";
@@ -81,9 +83,10 @@ async function start(database: OpenDatabase, options: ControlPlaneOptions): Prom
     bootstrapToken = (await createWorkspace(db, "default", "Default")).admin;
   }
 
+  const replicaId = newReplicaId();
   const auth = new Authenticator(db, await sessionKey(db));
-  const dispatcher = new Dispatcher(db, logger.child({ component: "dispatcher" }), { leaseMs });
-  const slots = new TagSlots(db, logger.child({ component: "slots" }));
+  const dispatcher = new Dispatcher(db, logger.child({ component: "dispatcher" }), { leaseMs, provider: database.provider });
+  const slots = new TagSlots(db, logger.child({ component: "slots" }), database.provider);
   const hub = new AgentHub(db, auth, dispatcher, slots, logger.child({ component: "agents" }), {
     heartbeatIntervalMs,
     leaseMs,
@@ -160,7 +163,15 @@ async function start(database: OpenDatabase, options: ControlPlaneOptions): Prom
       }
     },
   );
-  app.get("/healthz", (c) => c.json({ ok: true, version: SERVER_VERSION, agents: dispatcher.connected().length }));
+  app.get("/healthz", (c) =>
+    c.json({
+      ok: true,
+      version: SERVER_VERSION,
+      agents: dispatcher.connected().length,
+      replicaId,
+      leader: leadership.isLeader,
+    }),
+  );
   app.all("/trpc/*", (c) =>
     fetchRequestHandler({
       endpoint: "/trpc",
@@ -204,18 +215,52 @@ async function start(database: OpenDatabase, options: ControlPlaneOptions): Prom
   const address = server.address() as AddressInfo;
   const host = options.host && options.host !== "0.0.0.0" && options.host !== "::" ? options.host : "127.0.0.1";
   const url = `http://${host.includes(":") ? `[${host}]` : host}:${address.port}`;
-  reaper.start(leaseMs);
-  scheduler.start();
-  backfiller.start();
+  // With PostgreSQL, replicas share changes through the database (a run created here may be
+  // taken by an agent connected to another replica) and elect one to run the background loops.
+  const relay =
+    database.provider === "postgresql"
+      ? new ChangeRelay(database.url, changesOf(db), replicaId, logger.child({ component: "cluster" }), () => {
+          // Notifications missed while the relay was down: wake what they would have woken.
+          dispatcher.kick();
+          scheduler.kick();
+          backfiller.kick();
+        })
+      : undefined;
+  await relay?.start();
   triggers.start();
-  notifier.start();
-  const sessionPruner = setInterval(() => {
-    auth.pruneSessions().catch((err: unknown) => log.warn({ err }, "could not prune web sessions"));
-  }, 3_600_000);
-  sessionPruner.unref();
+  notifier.startRules();
+  let sessionPruner: NodeJS.Timeout | undefined;
+  // Background loops run on one replica at a time; on SQLite, this process.
+  const leadership = new Leadership(
+    database.provider,
+    database.url,
+    logger.child({ component: "cluster" }),
+    () => {
+      // After a takeover, agents get one lease to reconnect before their runs count as lost.
+      reaper.start(leaseMs);
+      scheduler.start();
+      backfiller.start();
+      notifier.startDelivery();
+      triggers.startSweep();
+      retention.start();
+      sessionPruner = setInterval(() => {
+        auth.pruneSessions().catch((err: unknown) => log.warn({ err }, "could not prune web sessions"));
+      }, 3_600_000);
+      sessionPruner.unref();
+    },
+    () => {
+      reaper.stop();
+      scheduler.stop();
+      backfiller.stop();
+      notifier.stopDelivery();
+      triggers.stopSweep();
+      void retention.stop();
+      clearInterval(sessionPruner);
+    },
+  );
+  leadership.start();
   dispatcher.kick();
-  retention.start();
-  log.info({ url, database: database.provider }, "control plane listening");
+  log.info({ url, database: database.provider, replicaId }, "control plane listening");
 
   return {
     url,
@@ -224,15 +269,13 @@ async function start(database: OpenDatabase, options: ControlPlaneOptions): Prom
     database,
     bootstrapToken,
     async close() {
-      clearInterval(sessionPruner);
-      scheduler.stop();
-      backfiller.stop();
+      await leadership.stop();
       triggers.stop();
-      notifier.stop();
-      reaper.stop();
+      notifier.stopRules();
       dispatcher.stop();
       await retention.stop();
       await hub.close();
+      await relay?.stop();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         if ("closeAllConnections" in server) server.closeAllConnections();

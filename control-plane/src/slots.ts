@@ -1,6 +1,7 @@
-import type { Db } from "@ferry/prisma";
+import type { Db, Provider } from "@ferry/prisma";
 import { type AcquireSlots, PROTOCOL_VERSION } from "@ferry/sdk/protocol";
 import type { AgentConnection } from "./agents/connection.ts";
+import { changesOf } from "./changes.ts";
 import { newId } from "./ids.ts";
 import type { Logger } from "./logger.ts";
 
@@ -14,6 +15,8 @@ interface Waiter {
  * row that belongs to the root flow run's attempt: it is freed when the task run ends, and
  * in any case when the attempt ends, however it ends (lease expiry included), so a crash
  * never leaks one. Waiting requests live in memory; agents ask again after a reconnect.
+ * With several replicas, a grant is decided under a per-workspace transaction lock in the
+ * database, and freed slots wake the waiters of every replica (a `slotsFreed` change).
  */
 export class TagSlots {
   private readonly waiting = new Map<string, Waiter[]>();
@@ -25,7 +28,12 @@ export class TagSlots {
   constructor(
     private readonly db: Db,
     private readonly log: Logger,
-  ) {}
+    private readonly provider: Provider = "sqlite",
+  ) {
+    changesOf(db).subscribe((c, origin) => {
+      if (origin === "remote" && c.kind === "slotsFreed") void this.serve(c.workspaceId);
+    });
+  }
 
   async acquire(conn: AgentConnection, request: AcquireSlots): Promise<void> {
     if (await this.tryGrant(conn, request)) return;
@@ -34,8 +42,14 @@ export class TagSlots {
     this.waiting.set(conn.workspaceId, queue);
   }
 
-  /** Slots were freed in a workspace: grant waiting requests in arrival order. */
+  /** Slots were freed in a workspace: grant waiting requests in arrival order, here and on the other replicas. */
   async released(workspaceId: string): Promise<void> {
+    changesOf(this.db).publish({ kind: "slotsFreed", workspaceId });
+    await this.serve(workspaceId);
+  }
+
+  private async serve(workspaceId: string): Promise<void> {
+    if (!this.waiting.get(workspaceId)?.length) return;
     const current = this.serving.get(workspaceId);
     if (current) {
       current.again = true; // the pass in progress looks once more, so no freed slot goes unnoticed
@@ -87,6 +101,9 @@ export class TagSlots {
     });
     if (!run || !["PENDING", "RUNNING"].includes(run.stateType)) return true; // the attempt is over: nothing to wait for
     const granted = await this.db.$transaction(async (tx) => {
+      // Count-then-insert must not interleave with another replica's grant in this workspace.
+      if (this.provider === "postgresql")
+        await tx.$executeRaw`SELECT pg_advisory_xact_lock(hashtext(${`ferry-slots:${workspaceId}`}))`;
       const held = await tx.concurrencySlot.findMany({
         where: { workspaceId, taskRunId: request.taskRunId },
         select: { tag: true },

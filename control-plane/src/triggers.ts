@@ -101,14 +101,23 @@ export class TriggerEngine {
     private readonly sweepMs = 30_000,
   ) {}
 
+  /**
+   * Listens for run states on this replica (each replica fires for the runs it changed; the
+   * keys make a second firing harmless). The sweep runs on the leading replica: `startSweep`.
+   */
   start(): void {
-    this.unsubscribe = changesOf(this.db).subscribe((c) => {
-      if (c.kind !== "runState" || !c.deploymentId) return;
+    this.unsubscribe = changesOf(this.db).subscribe((c, origin) => {
+      if (origin !== "local" || c.kind !== "runState" || !c.deploymentId) return;
       const change = { ...c, deploymentId: c.deploymentId };
       this.queue = this.queue
         .then(() => this.onRunState(change))
         .catch((err: unknown) => this.log.warn({ err }, "trigger failed"));
     });
+  }
+
+  /** Starts the periodic sweep for events lost in a restart (one replica runs it). */
+  startSweep(): void {
+    clearInterval(this.timer);
     this.timer = setInterval(() => {
       this.queue = this.queue
         .then(async () => {
@@ -119,9 +128,13 @@ export class TriggerEngine {
     this.timer.unref();
   }
 
+  stopSweep(): void {
+    clearInterval(this.timer);
+  }
+
   stop(): void {
     this.unsubscribe?.();
-    clearInterval(this.timer);
+    this.stopSweep();
   }
 
   /**

@@ -187,6 +187,16 @@ export async function startServer(databaseUrl: string, extra: string[] = []): Pr
   };
 }
 
+/** Another control-plane process on an initialised database (it prints no admin token; it uses `first`'s). */
+export async function startReplica(
+  first: Server,
+  extra: string[] = first.args,
+): Promise<{ proc: Proc; url: string; api: FerryClient }> {
+  const proc = spawnFerry(["server", "start", "--port", "0", "--database-url", first.databaseUrl, ...extra]);
+  const [, url] = (await proc.waitFor(/listening on (http:\/\/\S+)/)) as unknown as [string, string];
+  return { proc, url, api: createFerryClient(url, first.adminToken) };
+}
+
 /** Starts the control plane again on the same port and database (after a kill). */
 export async function restartServer(server: Server): Promise<Server> {
   const proc = spawnFerry([

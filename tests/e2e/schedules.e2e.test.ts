@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { createFerryClient, type FerryClient } from "@ferry/control-plane/client";
+import type { FerryClient } from "@ferry/control-plane/client";
 import {
   createDatabase,
   deployFixtures,
@@ -20,8 +20,8 @@ import {
   REPO,
   removeDir,
   type Server,
-  spawnFerry,
   startAgent,
+  startReplica,
   startServer,
   stopAll,
   type TestDatabase,
@@ -326,10 +326,7 @@ describe("two control planes on one PostgreSQL database", async () => {
     project = makeProject(FIXTURES);
     database = await createDatabase("postgresql", project);
     first = await startServer(database.url, ARGS);
-    // The database is initialised: the second process prints no admin token; it uses the first's.
-    const proc = spawnFerry(["server", "start", "--port", "0", "--database-url", database.url, ...ARGS]);
-    const [, url] = (await proc.waitFor(/listening on (http:\/\/\S+)/)) as unknown as [string, string];
-    second = { proc, url, api: createFerryClient(url, first.adminToken) };
+    second = await startReplica(first);
     const deployed = await ferry(["deploy", "flows/stamped.ts"], { cwd: project, env: first.env });
     assert.equal(deployed.code, 0, deployed.output);
   });

@@ -11,6 +11,8 @@ export class AgentConnection {
   vouched = new Set<string>();
   /** When leases of `vouched` runs were last renewed (ms since the epoch). */
   renewedAt = 0;
+  /** When this connection said hello (a later one of the same agent, on any replica, wins). */
+  connectedAt = new Date();
 
   constructor(
     readonly socket: WebSocket,

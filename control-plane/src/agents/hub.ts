@@ -77,8 +77,16 @@ export class AgentHub {
     private readonly slots: TagSlots,
     private readonly log: Logger,
     private readonly options: HubOptions,
-  ) {}
+  ) {
+    this.unsubscribe = changesOf(db).subscribe((c) => {
+      // A token revoked through any replica closes its sockets on every replica.
+      if (c.kind === "tokenRevoked") {
+        for (const ws of this.byToken.get(c.tokenId) ?? []) ws.close(CloseCode.tokenRevoked, "token revoked");
+      }
+    });
+  }
 
+  private readonly unsubscribe: () => void;
   private liveness: NodeJS.Timeout | undefined;
   private readonly alive = new WeakMap<WebSocket, boolean>();
 
@@ -113,12 +121,13 @@ export class AgentHub {
     });
   }
 
-  /** Closes every agent connection made with this token (on revocation). */
-  closeToken(tokenId: string): void {
-    for (const ws of this.byToken.get(tokenId) ?? []) ws.close(CloseCode.tokenRevoked, "token revoked");
+  /** Closes every agent connection made with this token (on revocation), on every replica. */
+  closeToken(workspaceId: string, tokenId: string): void {
+    changesOf(this.db).publish({ kind: "tokenRevoked", workspaceId, tokenId });
   }
 
   async close(): Promise<void> {
+    this.unsubscribe();
     clearInterval(this.liveness);
     for (const ws of this.sockets) ws.close(CloseCode.goingAway, "control plane shutting down");
     await new Promise<void>((resolve) => this.wss.close(() => resolve()));
@@ -193,6 +202,7 @@ export class AgentHub {
       hello.pools,
       hello.capacity,
     );
+    conn.connectedAt = now;
     await this.reconcile(conn, hello.inFlight);
     changesOf(this.db).publish({ kind: "agents", workspaceId: principal.workspaceId });
     conn.send({
@@ -313,7 +323,11 @@ export class AgentHub {
   async disconnected(conn: AgentConnection): Promise<void> {
     this.dispatcher.removeAgent(conn);
     if (this.dispatcher.agent(conn.agentId)) return; // a newer connection took over
-    await this.db.agent.updateMany({ where: { id: conn.agentId }, data: { status: "OFFLINE", disconnectedAt: new Date() } });
+    // Unless the agent has connected again since (perhaps to another replica).
+    await this.db.agent.updateMany({
+      where: { id: conn.agentId, connectedAt: { lte: conn.connectedAt } },
+      data: { status: "OFFLINE", disconnectedAt: new Date() },
+    });
     changesOf(this.db).publish({ kind: "agents", workspaceId: conn.workspaceId });
     this.log.info({ agent: conn.name, agentId: conn.agentId }, "agent disconnected; its runs are held until their leases end");
   }

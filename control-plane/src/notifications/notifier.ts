@@ -71,14 +71,46 @@ export class Notifier {
     return this.options.now?.() ?? new Date();
   }
 
+  private delivering = false;
+  private unsubscribeWake: (() => void) | undefined;
+
+  /** Rules and delivery together (one process). */
   start(): void {
-    this.unsubscribe = changesOf(this.db).subscribe((c) => {
-      if (c.kind !== "runState") return;
+    this.startRules();
+    this.startDelivery();
+  }
+
+  stop(): void {
+    this.stopRules();
+    this.stopDelivery();
+  }
+
+  /**
+   * Turns the run states this replica writes into deliveries (every replica does, for its own
+   * changes; the (rule, event) key makes a second one harmless).
+   */
+  startRules(): void {
+    this.unsubscribe = changesOf(this.db).subscribe((c, origin) => {
+      if (origin !== "local" || c.kind !== "runState") return;
       const { flowRunId } = c;
       this.queue = this.queue
         .then(() => this.onRun(flowRunId))
         .catch((err: unknown) => this.log.warn({ err }, "notification rule failed"));
     });
+  }
+
+  stopRules(): void {
+    this.unsubscribe?.();
+  }
+
+  /** Sends deliveries and checks for long-running runs (one replica does: the leader). */
+  startDelivery(): void {
+    this.delivering = true;
+    this.sends.resume();
+    this.unsubscribeWake = changesOf(this.db).subscribe((c) => {
+      if (c.kind === "wake" && c.worker === "notifier") this.sends.kick();
+    });
+    clearInterval(this.timer);
     this.timer = setInterval(() => {
       this.queue = this.queue
         .then(() => this.longRunning())
@@ -89,9 +121,10 @@ export class Notifier {
     this.kick();
   }
 
-  stop(): void {
+  stopDelivery(): void {
+    this.delivering = false;
     this.sends.stop();
-    this.unsubscribe?.();
+    this.unsubscribeWake?.();
     clearInterval(this.timer);
   }
 
@@ -224,7 +257,8 @@ export class Notifier {
 
   /** Sends due deliveries (merged with a pass in progress). */
   kick(): void {
-    this.sends.kick();
+    if (this.delivering) this.sends.kick();
+    else changesOf(this.db).publish({ kind: "wake", worker: "notifier" });
   }
 
   /** Sends a sample notification through a channel at once (no retries): does the channel work? */

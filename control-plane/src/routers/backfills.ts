@@ -247,7 +247,8 @@ export const backfillsRouter = router({
           proposer: "user",
         });
         if (outcome.result.status === "ACCEPT") cancelled++;
-        if (!direct && run.agentId) ctx.dispatcher.cancelOnAgent(run.agentId, run.id, run.attempt, "its backfill was cancelled");
+        if (!direct && run.agentId)
+          ctx.dispatcher.cancelOnAgent(run.workspaceId, run.agentId, run.id, run.attempt, "its backfill was cancelled");
         if (outcome.released) ctx.dispatcher.release(run.agentId, run.id);
       }
       return { id: input.id, status: "CANCELLED" as const, cancelledRuns: cancelled };

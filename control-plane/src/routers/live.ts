@@ -21,7 +21,7 @@ export const liveRouter = router({
       const wanted = new Set<string>(input.kinds);
       const kinds = new Set<z.infer<typeof WorkspaceKind>>();
       const matches = (c: Change) => {
-        if (c.workspaceId !== workspaceId || !wanted.has(c.kind)) return false;
+        if (!wanted.has(c.kind) || !("workspaceId" in c) || c.workspaceId !== workspaceId) return false;
         kinds.add(c.kind as z.infer<typeof WorkspaceKind>);
         return true;
       };

@@ -267,7 +267,8 @@ export const runsRouter = router({
       if (outcome.result.status === "REJECT") {
         throw new DomainError("INVALID_TRANSITION", `cannot cancel run ${run.id}: ${outcome.result.reason ?? "rejected"}`);
       }
-      if (!direct && run.agentId) ctx.dispatcher.cancelOnAgent(run.agentId, run.id, run.attempt, "cancelled by user");
+      if (!direct && run.agentId)
+        ctx.dispatcher.cancelOnAgent(run.workspaceId, run.agentId, run.id, run.attempt, "cancelled by user");
       if (outcome.released) ctx.dispatcher.release(run.agentId, run.id);
       return { id: run.id, state: outcome.result.state };
     }),

@@ -50,7 +50,7 @@ export const tokensRouter = router({
         const exists = await ctx.db.apiToken.findFirst({ where: { id: input.id, workspaceId: ctx.principal.workspaceId } });
         if (!exists) throw new DomainError("NOT_FOUND", `no token ${input.id}`);
       }
-      ctx.hub.closeToken(input.id);
+      ctx.hub.closeToken(ctx.principal.workspaceId, input.id);
       return { id: input.id, revoked: true };
     }),
 });
