@@ -25,28 +25,14 @@ import {
   stopAll,
   waitUntil,
 } from "../tests/e2e/harness.ts";
+import { type Summary, summary } from "./bench/stats.ts";
 
 const DISPATCH_RUNS = Number(process.env.BENCH_DISPATCH_RUNS ?? 500);
 const START_RUNS = Number(process.env.BENCH_START_RUNS ?? 20);
 const MAP_SIZE = Number(process.env.BENCH_MAP_SIZE ?? 1000);
 
-function percentile(values: number[], p: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const index = Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1);
-  return Math.round((sorted[Math.max(0, index)] ?? Number.NaN) * 100) / 100;
-}
-
-const summary = (values: number[]) => ({
-  n: values.length,
-  p50: percentile(values, 50),
-  p99: percentile(values, 99),
-  max: percentile(values, 100),
-});
-
 /** A minimal agent on the raw protocol: records when each assignment arrives and completes it at once. */
-async function dispatchLatency(
-  server: Server,
-): Promise<{ createToAssign: ReturnType<typeof summary>; createCall: ReturnType<typeof summary> }> {
+async function dispatchLatency(server: Server): Promise<{ createToAssign: Summary; createCall: Summary }> {
   const token = await createToken(server, ["agent"], "bench-dispatch");
   await server.api.deployments.upsert.mutate({
     name: "bench-dispatch",
@@ -118,7 +104,7 @@ async function dispatchLatency(
   return { createToAssign: summary(latencies), createCall: summary(calls) };
 }
 
-async function startLatency(server: Server): Promise<ReturnType<typeof summary>> {
+async function startLatency(server: Server): Promise<Summary> {
   const latencies: number[] = [];
   for (let i = 0; i < START_RUNS; i++) {
     const started = Date.now();

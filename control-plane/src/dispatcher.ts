@@ -5,9 +5,17 @@ import type { AgentConnection } from "./agents/connection.ts";
 import { changesOf, runChanged } from "./changes.ts";
 import { newId } from "./ids.ts";
 import type { Logger } from "./logger.ts";
+import type { Assignment } from "./orchestration/create-run.ts";
 import { proposeFlowRunState } from "./orchestration/flow-runs.ts";
 
 export const HELD_STATES = ["PENDING", "RUNNING", "CANCELLING", "PAUSED"];
+
+/** A slot of an agent held for a run being created (the fast path). */
+export interface Reservation {
+  agent: AgentConnection;
+  token: string;
+  assignment: Assignment;
+}
 
 /** A due run as the dispatcher reads it. */
 type DueRun = FlowRun & { deployment: Deployment | null };
@@ -289,6 +297,55 @@ export class Dispatcher {
     });
     if (!claimed) return false;
     agent.held.add(run.id);
+    this.push(run, run.deployment, agent, attempt, leaseExpiresAt);
+    return true;
+  }
+
+  /**
+   * The fast path for a run being created now: an open agent of its pool with a free slot,
+   * when no concurrency limit applies (those need the pass's counts). The slot is reserved
+   * (synchronously, so concurrent creates see it) until `settle`. The run is then created
+   * already assigned (create-run.ts), and pushed with no further write: the usual pass would
+   * cost a query for due runs and a second commit. (A run created this way may overtake an
+   * older one of its pool only if that one waits for a limit, which the pass still honours.)
+   */
+  async reserve(workspaceId: string, deployment: Deployment): Promise<Reservation | undefined> {
+    if (this.stopped || deployment.concurrencyLimit != null) return undefined;
+    let agent: AgentConnection | undefined;
+    for (const a of this.agents.values()) {
+      if (a.workspaceId !== workspaceId || !a.open || a.free <= 0 || !a.pools.includes(deployment.workPool)) continue;
+      if (!agent || a.free > agent.free) agent = a;
+    }
+    if (!agent) return undefined;
+    const token = `reserved:${newId()}`;
+    agent.held.add(token);
+    const poolLimited = await this.db.workPool.findFirst({
+      where: { workspaceId, name: deployment.workPool, concurrencyLimit: { not: null } },
+      select: { id: true },
+    });
+    if (poolLimited || !agent.open) {
+      agent.held.delete(token);
+      return undefined;
+    }
+    const leaseExpiresAt = new Date(Date.now() + this.options.leaseMs);
+    return { agent, token, assignment: { agentId: agent.agentId, agentName: agent.name, leaseExpiresAt } };
+  }
+
+  /** After a reserved create: pushes the run to its agent, or frees the slot when the run was not assigned. */
+  settle(reservation: Reservation, outcome: { run: FlowRun; created: boolean }, deployment: Deployment): void {
+    const { agent, token, assignment } = reservation;
+    const { run } = outcome;
+    agent.held.delete(token);
+    if (!outcome.created || run.agentId !== agent.agentId || run.stateType !== "PENDING") {
+      this.kick(); // an existing run came back (idempotency key), or the create failed
+      return;
+    }
+    agent.held.add(run.id);
+    this.push(run, deployment, agent, 1, assignment.leaseExpiresAt);
+  }
+
+  /** Sends a claimed run to its agent and announces the change. */
+  private push(run: FlowRun, deployment: Deployment, agent: AgentConnection, attempt: number, leaseExpiresAt: Date): void {
     runChanged(this.db, run.workspaceId, run.id);
     changesOf(this.db).publish({ kind: "agents", workspaceId: run.workspaceId });
     agent.send({
@@ -296,8 +353,8 @@ export class Dispatcher {
       v: PROTOCOL_VERSION,
       flowRunId: run.id,
       attempt,
-      flowName: run.deployment.flowName,
-      entrypoint: run.deployment.entrypoint,
+      flowName: deployment.flowName,
+      entrypoint: deployment.entrypoint,
       parameters: JSON.parse(run.parametersJson) as Record<string, unknown>,
       ...(run.timeoutMs ? { timeoutMs: run.timeoutMs } : {}),
       retriesLeft: Math.max(0, run.maxRetries - run.retryCount),
@@ -312,6 +369,5 @@ export class Dispatcher {
           }
         : {}),
     });
-    return true;
   }
 }

@@ -13,3 +13,9 @@ export const mapNoops = flow({ name: "bench-map", params: z.object({ n: z.number
   const results = await noop.map(Array.from({ length: n }, (_, i) => i));
   return results.length;
 });
+
+/** Log ingestion: n lines as fast as the flow can write them. */
+export const logLines = flow({ name: "bench-logs", params: z.object({ n: z.number().int().min(1) }) }, async ({ n }) => {
+  for (let i = 0; i < n; i++) log.info(`line ${i}`);
+  return n;
+});

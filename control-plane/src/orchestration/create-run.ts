@@ -17,6 +17,18 @@ export interface NewRun {
   expectedStartTime?: Date;
   /** A run made for a slot of a schedule or of a backfill: the slot and the data interval it covers. */
   slot?: Slot;
+  /**
+   * The dispatcher's fast path: an idle agent was free to take the run, so it is written
+   * PENDING, attempt 1, held by that agent, in the same transaction as its creation (its
+   * history shows Scheduled then Pending): the run is pushed with no further write.
+   */
+  assign?: Assignment;
+}
+
+export interface Assignment {
+  agentId: string;
+  agentName: string;
+  leaseExpiresAt: Date;
 }
 
 export type Slot = { scheduledFor: Date; dataIntervalStart: Date | null; dataIntervalEnd: Date } & (
@@ -71,8 +83,15 @@ export async function createFlowRun(db: Db, params: ParamsValidator, input: NewR
           parametersJson: JSON.stringify(parameters),
           tagsJson: JSON.stringify(input.tags ?? parseJson<string[]>(deployment.tagsJson, [])),
           workPool: deployment.workPool,
-          stateType: "SCHEDULED",
-          stateName: "Scheduled",
+          ...(input.assign
+            ? {
+                stateType: "PENDING",
+                stateName: "Pending",
+                agentId: input.assign.agentId,
+                attempt: 1,
+                leaseExpiresAt: input.assign.leaseExpiresAt,
+              }
+            : { stateType: "SCHEDULED", stateName: "Scheduled" }),
           stateTimestamp: now,
           maxRetries: deployment.retries,
           retryDelayMs: deployment.retryDelayMs,
@@ -96,6 +115,22 @@ export async function createFlowRun(db: Db, params: ParamsValidator, input: NewR
           attempt: 0,
         },
       }),
+      ...(input.assign
+        ? [
+            db.flowRunState.create({
+              data: {
+                id: newId(),
+                workspaceId,
+                flowRunId: id,
+                type: "PENDING",
+                name: "Pending",
+                message: `assigned to agent ${input.assign.agentName}`,
+                timestamp: now,
+                attempt: 1,
+              },
+            }),
+          ]
+        : []),
     ]);
     runChanged(db, workspaceId, id);
     return { run, created: true };

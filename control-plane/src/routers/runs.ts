@@ -28,14 +28,25 @@ async function createRun(ctx: Context & { principal: NonNullable<Context["princi
   }
   const deployment = await ctx.db.deployment.findUnique({ where: { workspaceId_name: { workspaceId, name: input.deployment } } });
   if (!deployment) throw new DomainError("NOT_FOUND", `no deployment named "${input.deployment}"`);
-  const outcome = await createFlowRun(ctx.db, ctx.params, {
-    workspaceId,
-    deployment,
-    parameters: input.parameters,
-    tags: input.tags,
-    idempotencyKey: input.idempotencyKey,
-  });
-  if (outcome.created) ctx.dispatcher.kick();
+  // An idle agent of the pool takes the run in the same transaction that creates it.
+  const reservation = await ctx.dispatcher.reserve(workspaceId, deployment);
+  let outcome: Awaited<ReturnType<typeof createFlowRun>> | undefined;
+  try {
+    outcome = await createFlowRun(ctx.db, ctx.params, {
+      workspaceId,
+      deployment,
+      parameters: input.parameters,
+      tags: input.tags,
+      idempotencyKey: input.idempotencyKey,
+      ...(reservation ? { assign: reservation.assignment } : {}),
+    });
+  } finally {
+    if (reservation) {
+      if (outcome) ctx.dispatcher.settle(reservation, outcome, deployment);
+      else ctx.dispatcher.release(reservation.agent.agentId, reservation.token);
+    }
+  }
+  if (outcome.created && !reservation) ctx.dispatcher.kick();
   return outcome;
 }
 
@@ -204,7 +215,7 @@ export const runsRouter = router({
         include: {
           deployment: { select: { name: true, entrypoint: true } },
           flow: { select: { name: true } },
-          states: { orderBy: [{ timestamp: "asc" }] },
+          states: { orderBy: [{ timestamp: "asc" }, { attempt: "asc" }] },
         },
       });
       if (!run) throw new DomainError("NOT_FOUND", `no flow run ${input.id}`);
