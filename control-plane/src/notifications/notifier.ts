@@ -140,7 +140,14 @@ export class Notifier {
    * are none), then the run, and for COMPLETED whether it recovers from a failure.
    */
   private async onRun(
-    c: { workspaceId: string; flowRunId: string; deploymentId: string | null; stateType: string; stateName: string; attempt: number },
+    c: {
+      workspaceId: string;
+      flowRunId: string;
+      deploymentId: string | null;
+      stateType: string;
+      stateName: string;
+      attempt: number;
+    },
     candidate: AlertEvent,
   ): Promise<void> {
     const rules = await this.rulesFor(c.workspaceId, c.deploymentId, candidate);
