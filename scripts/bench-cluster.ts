@@ -4,8 +4,9 @@
  * agents in this process (they finish each run at once), so the control plane is what is
  * measured. Prints JSON.
  *
- * - dispatchAcrossReplicas (PostgreSQL): run created through replica A (API call starts) →
- *   run.assign at an idle agent connected to replica B, next to the same figure on one replica.
+ * - dispatchMs: run created (API call starts) → run.assign at an idle agent on the same control
+ *   plane; on PostgreSQL also at an idle agent connected to another replica (created through A,
+ *   agent on B). One run at a time, each after the previous one finished.
  * - throughput: runs/s dispatched and completed by 1, 10 and 100 agents (4 slots each), with
  *   the runs queued before the agents connect, so the figure is the dispatch loop's.
  * - idleAgents: 1,000 connected agents heartbeating (default 5 s): control-plane CPU (% of one
@@ -51,7 +52,11 @@ async function deployment(server: Server, name: string, pool: string): Promise<v
   });
 }
 
-/** create (API call starts) → run.assign at the agent, one run at a time. */
+/**
+ * create (API call starts) → run.assign at an idle agent, one run at a time: the next run is
+ * created only after the previous one's COMPLETED was acknowledged and the control plane had
+ * a moment to settle, so the figure is the dispatch path's, not a backlog's.
+ */
 async function dispatchLatency(createOn: Server | { api: Server["api"] }, agent: FakeAgent, name: string) {
   const latencies: number[] = [];
   for (let i = 0; i < DISPATCH_RUNS; i++) {
@@ -59,10 +64,16 @@ async function dispatchLatency(createOn: Server | { api: Server["api"] }, agent:
     const arrived = new Promise<number>((resolve) => {
       agent.onAssign = (_id, at) => resolve(at);
     });
+    const finished = new Promise<void>((resolve) => {
+      agent.onCompleted = resolve;
+    });
     await createOn.api.runs.create.mutate({ deployment: name });
     latencies.push((await arrived) - started);
+    await finished;
+    await new Promise((r) => setTimeout(r, 20));
   }
   agent.onAssign = undefined;
+  agent.onCompleted = undefined;
   return summary(latencies);
 }
 
@@ -87,6 +98,24 @@ async function dispatchAcrossReplicas(a: Server, b: { url: string; api: Server["
     await new Promise((r) => setTimeout(r, 500));
   }
   return results;
+}
+
+async function dispatchOnOne(server: Server, token: string) {
+  await deployment(server, "bench-dispatch", "bench-dispatch");
+  const agent = new FakeAgent({
+    url: server.url,
+    token,
+    agentId: "dispatch",
+    pools: ["bench-dispatch"],
+    capacity: 64,
+    complete: true,
+  });
+  await agent.connect();
+  try {
+    return await dispatchLatency(server, agent, "bench-dispatch");
+  } finally {
+    agent.close();
+  }
 }
 
 async function throughput(server: Server, token: string, agents: number) {
@@ -183,7 +212,9 @@ async function benchProvider(provider: Provider) {
     const out: Record<string, unknown> = {};
     if (provider === "postgresql") {
       const b = await startReplica(server);
-      out.dispatchAcrossReplicasMs = await dispatchAcrossReplicas(server, b, token);
+      out.dispatchMs = await dispatchAcrossReplicas(server, b, token);
+    } else {
+      out.dispatchMs = { sameReplica: await dispatchOnOne(server, token) };
     }
     out.throughput = [];
     for (const n of [1, 10, 100]) (out.throughput as unknown[]).push(await throughput(server, token, n));
