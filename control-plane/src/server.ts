@@ -16,6 +16,7 @@ import { ChangeRelay, Leadership, newReplicaId } from "./cluster.ts";
 import type { Context, Services, SessionCookieOptions } from "./context.ts";
 import { Dispatcher } from "./dispatcher.ts";
 import { DomainError } from "./errors.ts";
+import { unhandledHttpError } from "./http-errors.ts";
 import { LeaseReaper } from "./leases.ts";
 import { logger } from "./logger.ts";
 import { ControlPlaneMetrics, databaseSources } from "./metrics.ts";
@@ -199,11 +200,7 @@ async function start(database: OpenDatabase, metrics: ControlPlaneMetrics, optio
     const { contentType, body } = await metrics.render();
     return c.body(body, 200, { "content-type": contentType });
   });
-  // Anything a route throws: one JSON log line with the request, and a JSON answer without details.
-  app.onError((err, c) => {
-    log.error({ err, method: c.req.method, path: c.req.path }, "unhandled error in an HTTP route");
-    return c.json({ error: "internal server error" }, 500);
-  });
+  app.onError(unhandledHttpError(log));
   app.all("/trpc/*", (c) =>
     fetchRequestHandler({
       endpoint: "/trpc",
