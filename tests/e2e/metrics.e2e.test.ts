@@ -1,4 +1,6 @@
 import assert from "node:assert/strict";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { describe, test } from "node:test";
 import {
@@ -88,6 +90,42 @@ for (const provider of PROVIDERS) {
       const admin = server().adminToken;
       const samples = parseExposition((await scrape(server().url, admin)).text);
       assert.ok((value(samples, "ferry_api_requests_total", { procedure: "runs.get", outcome: "NOT_FOUND" }) ?? 0) >= 1);
+    });
+
+    test("notification deliveries are counted by outcome: a retry after the receiver's 500, then sent", { skip }, async () => {
+      let requests = 0;
+      const receiver = createServer((req, res) => {
+        req.resume();
+        req.on("end", () => res.writeHead(++requests === 1 ? 500 : 200).end());
+      });
+      await new Promise<void>((r) => receiver.listen(0, "127.0.0.1", () => r()));
+      try {
+        const url = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook`;
+        const api = server().api;
+        await api.notifications.createChannel.mutate({ kind: "webhook", name: "metrics-hook", url });
+        await api.deployments.upsert.mutate({
+          name: "always-fails",
+          flowName: "failing",
+          entrypoint: "flows/train.ts",
+          paramsSchema: { type: "object" },
+        });
+        await api.notifications.createRule.mutate({ channel: "metrics-hook", deployment: "always-fails", events: ["FAILED"] });
+        await api.runs.create.mutate({ deployment: "always-fails", parameters: {} });
+        const samples = await waitUntil(
+          "the delivery was retried, then sent",
+          async () => {
+            const found = parseExposition((await scrape(server().url, server().adminToken)).text);
+            const sent = value(found, "ferry_notification_deliveries_total", { outcome: "sent" }) ?? 0;
+            return sent >= 1 ? found : undefined;
+          },
+          60_000,
+        );
+        assert.equal(value(samples, "ferry_notification_deliveries_total", { outcome: "retry" }), 1);
+        assert.equal(value(samples, "ferry_notification_deliveries_total", { outcome: "failed" }), undefined);
+        assert.equal(requests, 2);
+      } finally {
+        await new Promise<void>((r) => receiver.close(() => r()));
+      }
     });
 
     test("401 without a token or with a bad one; 403 for another workspace or without the read scope", { skip }, async () => {
