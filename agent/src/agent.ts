@@ -20,7 +20,7 @@ import { type AgentState, openAgentState } from "./agent-state.ts";
 import { Backoff } from "./backoff.ts";
 import { FlowProcess } from "./flow-process.ts";
 import { Journal } from "./journal.ts";
-import { logger } from "./logger.ts";
+import { type Logger, logger } from "./logger.ts";
 
 export const AGENT_VERSION = "0.1.0";
 
@@ -137,7 +137,8 @@ export class Agent {
   private reconnectTimer: NodeJS.Timeout | undefined;
   private stopping = false;
   private draining = false;
-  private readonly log = logger.child({ component: "agent" });
+  /** Every line names the agent, so the logs of several agents can be told apart once collected. */
+  private readonly log: Logger;
   private readonly waiters = new Set<() => void>();
   fatalError: string | undefined;
 
@@ -146,13 +147,12 @@ export class Agent {
 
   constructor(private readonly options: AgentOptions) {
     this.backoff = new Backoff(250, options.reconnectMaxMs ?? 15_000);
+    this.state = options.stateDir ? openAgentState(options.stateDir, options.agentId) : undefined;
+    this.agentId = this.state?.agentId ?? options.agentId ?? randomUUID();
+    this.log = logger.child({ component: "agent", agent: options.name, agentId: this.agentId });
     if (options.stateDir) {
-      this.state = openAgentState(options.stateDir, options.agentId);
-      this.agentId = this.state.agentId;
       this.journal = new Journal<Reliable>(options.stateDir);
       this.recover(this.journal);
-    } else {
-      this.agentId = options.agentId ?? randomUUID();
     }
   }
 
@@ -342,7 +342,7 @@ export class Agent {
         this.welcomed = true;
         this.attemptsSinceWelcome = 0;
         this.backoff.reset();
-        this.log.info({ agentId: msg.agentId, server: msg.serverVersion }, "connected to the control plane");
+        this.log.info({ server: msg.serverVersion }, "connected to the control plane");
         clearInterval(this.heartbeat);
         this.heartbeatMs = msg.heartbeatIntervalMs;
         this.heartbeat = setInterval(() => this.sendHeartbeat(), msg.heartbeatIntervalMs);

@@ -1,4 +1,10 @@
+import { logLevelFromEnv } from "@ferry/sdk/protocol";
 import { pino } from "pino";
 
-export const logger = pino({ level: process.env.FERRY_LOG_LEVEL ?? "info", base: { service: "agent" } });
+const setting = logLevelFromEnv();
+
+/** The agent's structured logger: one JSON object per line, every line naming the agent (agent.ts). */
+export const logger = pino({ level: setting.level, base: { service: "agent" } });
 export type Logger = typeof logger;
+
+if (setting.warning) logger.warn(setting.warning);

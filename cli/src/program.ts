@@ -135,6 +135,7 @@ export function buildProgram(): Command {
     )
     .option("--secure-cookies", "mark the session cookie Secure (serve over HTTPS)")
     .option("--web-url <url>", "the web app's URL, for links in notifications")
+    .option("--metrics-public", "serve GET /metrics without a token (for a Prometheus scraper on a private network)")
     .option("--scheduler-interval <duration>", "time between scheduler passes", "5s")
     .option("--scheduler-horizon <duration>", "how far ahead scheduled runs are created", "1h")
     .option(...RETENTION_OPTION)
@@ -150,6 +151,7 @@ export function buildProgram(): Command {
           sessionCookie: z.enum(["lax", "none", "strict"]),
           secureCookies: z.boolean().optional(),
           webUrl: z.url().optional(),
+          metricsPublic: z.boolean().optional(),
           schedulerInterval: DurationFlag,
           schedulerHorizon: DurationFlag,
           retention: RetentionFlag,
@@ -173,6 +175,7 @@ export function buildProgram(): Command {
         retention: { maxAgeMs: f.retention },
         scheduler: { intervalMs: Math.max(100, f.schedulerInterval), horizonMs: f.schedulerHorizon },
         ...(f.webUrl ? { webUrl: f.webUrl } : {}),
+        metricsPublic: !!f.metricsPublic,
       });
       process.stdout.write(`Ferry control plane listening on ${cp.url}\n`);
       if (cp.bootstrapToken) {

@@ -3,6 +3,7 @@ import type { AgentHub } from "./agents/hub.ts";
 import type { Authenticator, Principal } from "./auth/authenticate.ts";
 import type { Backfiller } from "./backfills.ts";
 import type { Dispatcher } from "./dispatcher.ts";
+import type { ControlPlaneMetrics } from "./metrics.ts";
 import type { Notifier } from "./notifications/notifier.ts";
 import type { ParamsValidator } from "./params.ts";
 import type { Scheduler } from "./scheduler.ts";
@@ -23,6 +24,7 @@ export interface Services {
   backfiller: Backfiller;
   triggers: TriggerEngine;
   notifier: Notifier;
+  metrics: ControlPlaneMetrics;
 }
 
 /** How the web session cookie is set: `SameSite=None; Secure` lets a web app on another site use it. */

@@ -24,6 +24,11 @@ export interface DispatcherOptions {
   leaseMs: number;
   /** PostgreSQL claims lock the run row (`FOR UPDATE SKIP LOCKED`): replicas never wait on each other. */
   provider?: Provider;
+  /**
+   * Called when a run's assignment was sent to an agent (by a dispatch pass or the fast path),
+   * with the time since the run became dispatchable: created, due, or back in the queue.
+   */
+  onAssigned?: (run: FlowRun, latencyMs: number) => void;
 }
 
 /** Longest single sleep until the next scheduled run is due; re-checked after it. */
@@ -297,7 +302,11 @@ export class Dispatcher {
     });
     if (!claimed) return false;
     agent.held.add(run.id);
-    this.push(run, run.deployment, agent, attempt, leaseExpiresAt);
+    // Dispatchable since it was due, or since it went back to the queue if that was later (a
+    // requeue); marking a run Late (scheduler.ts) changes its state time but it was due before.
+    const due = run.expectedStartTime.getTime();
+    const readyAt = run.stateName === "Late" ? due : Math.max(due, run.stateTimestamp.getTime());
+    this.push(run, run.deployment, agent, attempt, leaseExpiresAt, readyAt);
     return true;
   }
 
@@ -341,11 +350,18 @@ export class Dispatcher {
       return;
     }
     agent.held.add(run.id);
-    this.push(run, deployment, agent, 1, assignment.leaseExpiresAt);
+    this.push(run, deployment, agent, 1, assignment.leaseExpiresAt, run.createdAt.getTime());
   }
 
-  /** Sends a claimed run to its agent and announces the change. */
-  private push(run: FlowRun, deployment: Deployment, agent: AgentConnection, attempt: number, leaseExpiresAt: Date): void {
+  /** Sends a claimed run to its agent and announces the change; `readyAt` (ms): when it became dispatchable. */
+  private push(
+    run: FlowRun,
+    deployment: Deployment,
+    agent: AgentConnection,
+    attempt: number,
+    leaseExpiresAt: Date,
+    readyAt: number,
+  ): void {
     runChanged(this.db, run.workspaceId, run.id);
     changesOf(this.db).publish({ kind: "agents", workspaceId: run.workspaceId });
     agent.send({
@@ -369,5 +385,7 @@ export class Dispatcher {
           }
         : {}),
     });
+    // Another replica's clock may run ahead of ours: never a negative latency.
+    this.options.onAssigned?.(run, Math.max(0, Date.now() - readyAt));
   }
 }

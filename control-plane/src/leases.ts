@@ -57,7 +57,10 @@ export class LeaseReaper {
           proposer: "system",
         });
         if (outcome.result.status === "ACCEPT") {
-          this.log.warn({ flowRunId: run.id, agentId: run.agentId, attempt: run.attempt }, "run lease expired");
+          this.log.warn(
+            { flowRunId: run.id, workspaceId: run.workspaceId, agentId: run.agentId, attempt: run.attempt },
+            "run lease expired",
+          );
           this.dispatcher.release(run.agentId, run.id);
           await this.slots.released(run.workspaceId);
         }

@@ -1,16 +1,13 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { type OpenDatabase, openDatabase } from "@ferry/prisma";
+import type { OpenDatabase } from "@ferry/prisma";
 import { newId } from "./ids.ts";
 import { logger } from "./logger.ts";
 import { ParamsValidator } from "./params.ts";
 import { Scheduler } from "./scheduler.ts";
+import { fixtureDatabase } from "./test-database.ts";
 
 // The scheduler against a real (SQLite) database, on a fake clock: horizon, catch-up, Late.
-let dir: string;
 let database: OpenDatabase;
 const ws = "ws-1";
 let clock = new Date("2026-03-01T10:00:00Z");
@@ -18,35 +15,22 @@ const advance = (ms: number) => {
   clock = new Date(clock.getTime() + ms);
 };
 
+let fixture: Awaited<ReturnType<typeof fixtureDatabase>>;
+
 before(async () => {
-  dir = mkdtempSync(join(tmpdir(), "ferry-sched-"));
-  database = await openDatabase(`file:${join(dir, "t.db")}`);
-  const { db } = database;
-  await db.workspace.create({ data: { id: ws, name: "w", slug: "w" } });
-  await db.flow.create({ data: { id: "flow-1", workspaceId: ws, name: "etl" } });
-  await db.deployment.create({
-    data: {
-      id: "dep-1",
-      workspaceId: ws,
-      flowId: "flow-1",
-      name: "etl",
-      entrypoint: "flows/etl.ts",
-      flowName: "etl",
-      paramsSchemaJson: JSON.stringify({
-        type: "object",
-        properties: { table: { type: "string" } },
-        required: ["table"],
-      }),
-      defaultParamsJson: "{}",
-      workPool: "default",
-      tagsJson: "[]",
-    },
+  fixture = await fixtureDatabase("ferry-sched-", {
+    name: "etl",
+    paramsSchemaJson: JSON.stringify({
+      type: "object",
+      properties: { table: { type: "string" } },
+      required: ["table"],
+    }),
   });
+  database = fixture.database;
 });
 
 after(async () => {
-  await database.close();
-  rmSync(dir, { recursive: true, force: true });
+  await fixture.close();
 });
 
 function scheduler(options: { maxAhead?: number; horizonMs?: number } = {}) {

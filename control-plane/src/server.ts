@@ -1,5 +1,5 @@
 import type { AddressInfo } from "node:net";
-import { type OpenDatabase, openDatabase } from "@ferry/prisma";
+import { type Db, type OpenDatabase, openDatabase } from "@ferry/prisma";
 import { AGENT_WS_PATH, LIMITS } from "@ferry/sdk/protocol";
 import { createAdaptorServer } from "@hono/node-server";
 import { fetchRequestHandler } from "@trpc/server/adapters/fetch";
@@ -9,14 +9,17 @@ import { getCookie } from "hono/cookie";
 import { cors } from "hono/cors";
 import { AgentHub } from "./agents/hub.ts";
 import { Authenticator, type AuthResult } from "./auth/authenticate.ts";
+import { scopeAllows } from "./auth/tokens.ts";
 import { Backfiller } from "./backfills.ts";
 import { changesOf } from "./changes.ts";
 import { ChangeRelay, Leadership, newReplicaId } from "./cluster.ts";
 import type { Context, Services, SessionCookieOptions } from "./context.ts";
 import { Dispatcher } from "./dispatcher.ts";
 import { DomainError } from "./errors.ts";
+import { unhandledHttpError } from "./http-errors.ts";
 import { LeaseReaper } from "./leases.ts";
 import { logger } from "./logger.ts";
+import { ControlPlaneMetrics, databaseSources } from "./metrics.ts";
 import { Notifier } from "./notifications/notifier.ts";
 import { ParamsValidator } from "./params.ts";
 import { RetentionJob } from "./retention.ts";
@@ -50,6 +53,12 @@ export interface ControlPlaneOptions {
   scheduler?: SchedulerOptions;
   /** Deletion of finished runs (with their states and logs) older than `maxAgeMs` (default 30 days; 0 keeps them forever). */
   retention?: { maxAgeMs?: number; periodMs?: number };
+  /**
+   * `GET /metrics` without a token (for a Prometheus scraper on a private network). By default
+   * it needs a bearer token with the read scope of the default workspace: the figures cover
+   * every workspace of the installation, which only its operator may see.
+   */
+  metricsPublic?: boolean;
 }
 
 export interface ControlPlane {
@@ -63,16 +72,19 @@ export interface ControlPlane {
 }
 
 export async function startControlPlane(options: ControlPlaneOptions): Promise<ControlPlane> {
-  const database = await openDatabase(options.databaseUrl);
+  const opened = await openDatabase(options.databaseUrl);
+  // One registry per control plane; every query of this process goes through the timed client.
+  const metrics = new ControlPlaneMetrics(logger.child({ component: "metrics" }));
+  const database: OpenDatabase = { ...opened, db: metrics.instrument(opened.db) };
   try {
-    return await start(database, options);
+    return await start(database, metrics, options);
   } catch (err) {
     await database.close(); // e.g. the port is taken: do not leave the database open
     throw err;
   }
 }
 
-async function start(database: OpenDatabase, options: ControlPlaneOptions): Promise<ControlPlane> {
+async function start(database: OpenDatabase, metrics: ControlPlaneMetrics, options: ControlPlaneOptions): Promise<ControlPlane> {
   const log = logger.child({ component: "server" });
   const { db } = database;
   const heartbeatIntervalMs = options.heartbeatIntervalMs ?? 5_000;
@@ -85,14 +97,21 @@ async function start(database: OpenDatabase, options: ControlPlaneOptions): Prom
 
   const replicaId = newReplicaId();
   const auth = new Authenticator(db, await sessionKey(db));
-  const dispatcher = new Dispatcher(db, logger.child({ component: "dispatcher" }), { leaseMs, provider: database.provider });
+  const dispatcher = new Dispatcher(db, logger.child({ component: "dispatcher" }), {
+    leaseMs,
+    provider: database.provider,
+    onAssigned: (_run, latencyMs) => metrics.dispatchLatency.observe(latencyMs / 1000),
+  });
   const slots = new TagSlots(db, logger.child({ component: "slots" }), database.provider);
   const hub = new AgentHub(db, auth, dispatcher, slots, logger.child({ component: "agents" }), {
     heartbeatIntervalMs,
     leaseMs,
     serverVersion: SERVER_VERSION,
     onPublished: (workspaceId, events) => triggers.onPublished(workspaceId, events),
+    onMessage: (direction, type) => metrics.agentMessages.inc({ direction, type }),
+    onIngested: (kind, count) => (kind === "events" ? metrics.runEvents : metrics.logLines).inc(count),
   });
+  metrics.observe(databaseSources(db, () => hub.connectedCount()));
   const params = new ParamsValidator();
   const scheduler = new Scheduler(
     db,
@@ -105,6 +124,7 @@ async function start(database: OpenDatabase, options: ControlPlaneOptions): Prom
   const triggers = new TriggerEngine(db, params, () => dispatcher.kick(), logger.child({ component: "triggers" }));
   const notifier = new Notifier(db, logger.child({ component: "notifications" }), {
     ...(options.webUrl ? { webUrl: options.webUrl } : {}),
+    onDelivery: (outcome) => metrics.notificationDeliveries.inc({ outcome }),
   });
   const services: Services = {
     db,
@@ -118,6 +138,7 @@ async function start(database: OpenDatabase, options: ControlPlaneOptions): Prom
     backfiller,
     triggers,
     notifier,
+    metrics,
   };
   const reaper = new LeaseReaper(db, dispatcher, slots, logger.child({ component: "leases" }), options.leaseSweepMs ?? 1_000);
   const retention = new RetentionJob(db, logger.child({ component: "retention" }), options.retention);
@@ -172,6 +193,14 @@ async function start(database: OpenDatabase, options: ControlPlaneOptions): Prom
       leader: leadership.isLeader,
     }),
   );
+  const metricsAccess = options.metricsPublic ? undefined : new MetricsAccess(db, auth);
+  app.get("/metrics", async (c) => {
+    const denied = await metricsAccess?.check(c.req.header("authorization"));
+    if (denied) return c.json({ error: denied.error }, denied.status);
+    const { contentType, body } = await metrics.render();
+    return c.body(body, 200, { "content-type": contentType });
+  });
+  app.onError(unhandledHttpError(log));
   app.all("/trpc/*", (c) =>
     fetchRequestHandler({
       endpoint: "/trpc",
@@ -303,4 +332,28 @@ async function authenticate(
     return { ok: false, reason: "the session cookie is not accepted from this origin" };
   }
   return auth.fromSessionCookie(cookie);
+}
+
+/**
+ * Who may read `/metrics`: a bearer credential with the read scope of the default workspace
+ * (401 without one or with a bad one, 403 for another workspace or a narrower scope).
+ */
+class MetricsAccess {
+  private defaultWorkspaceId: string | undefined;
+
+  constructor(
+    private readonly db: Db,
+    private readonly auth: Authenticator,
+  ) {}
+
+  async check(header: string | undefined): Promise<{ status: 401 | 403; error: string } | undefined> {
+    const result = await this.auth.fromHeader(header);
+    if (!result.ok) return { status: 401, error: result.reason };
+    this.defaultWorkspaceId ??= (await this.db.workspace.findUnique({ where: { slug: "default" }, select: { id: true } }))?.id;
+    if (result.principal.workspaceId !== this.defaultWorkspaceId) {
+      return { status: 403, error: "metrics cover the whole installation: use a token of the default workspace" };
+    }
+    if (!scopeAllows(result.principal.scopes, "read")) return { status: 403, error: "metrics need a token with the read scope" };
+    return undefined;
+  }
 }

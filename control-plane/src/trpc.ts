@@ -25,7 +25,14 @@ const domainErrors = t.middleware(async ({ next }) => {
   return result;
 });
 
-export const publicProcedure = t.procedure.use(domainErrors);
+/** Counts every call by procedure and outcome (`ok` or the tRPC error code the caller got). */
+const counted = t.middleware(async ({ ctx, path, next }) => {
+  const result = await next();
+  ctx.metrics.apiRequests.inc({ procedure: path, outcome: result.ok ? "ok" : result.error.code });
+  return result;
+});
+
+export const publicProcedure = t.procedure.use(counted).use(domainErrors);
 
 /** A procedure that needs a valid credential with `scope` (or a broader one). */
 export function scoped(scope: Scope) {

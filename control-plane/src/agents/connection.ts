@@ -22,6 +22,8 @@ export class AgentConnection {
     readonly name: string,
     readonly pools: readonly string[],
     readonly capacity: number,
+    /** Told the type of every message sent (metrics). */
+    private readonly onSend?: (type: ServerMessage["type"]) => void,
   ) {}
 
   get free(): number {
@@ -33,6 +35,8 @@ export class AgentConnection {
   }
 
   send(message: ServerMessage): void {
-    if (this.open) this.socket.send(JSON.stringify(message));
+    if (!this.open) return;
+    this.socket.send(JSON.stringify(message));
+    this.onSend?.(message.type);
   }
 }

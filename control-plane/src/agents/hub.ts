@@ -40,6 +40,10 @@ export interface HubOptions {
   helloTimeoutMs?: number;
   /** Events flows published (emitEvent), after their report is stored and before it is acknowledged. */
   onPublished?: (workspaceId: string, events: EventPublished[]) => Promise<void>;
+  /** Told of every agent message: its direction and type (`invalid` for an inbound one that failed validation). */
+  onMessage?: (direction: "in" | "out", type: string) => void;
+  /** Told how many run events and log lines an agent's accepted report carried. */
+  onIngested?: (kind: "events" | "logs", count: number) => void;
 }
 
 /** Messages queued per connection before it is closed for flooding. */
@@ -119,6 +123,11 @@ export class AgentHub {
       ws.on("error", (err) => this.log.debug({ err }, "agent socket error"));
       void this.accept(ws, req);
     });
+  }
+
+  /** Agents connected to this process that have said hello (not yet authenticated sockets excluded). */
+  connectedCount(): number {
+    return this.dispatcher.connected().filter((a) => a.open).length;
   }
 
   /** Closes every agent connection made with this token (on revocation), on every replica. */
@@ -201,6 +210,7 @@ export class AgentHub {
       hello.name,
       hello.pools,
       hello.capacity,
+      this.options.onMessage && ((type) => this.options.onMessage?.("out", type)),
     );
     conn.connectedAt = now;
     await this.reconcile(conn, hello.inFlight);
@@ -214,7 +224,10 @@ export class AgentHub {
       serverVersion: this.options.serverVersion,
     });
     this.dispatcher.addAgent(conn);
-    this.log.info({ agent: conn.name, agentId: conn.agentId, pools: conn.pools, capacity: conn.capacity }, "agent connected");
+    this.log.info(
+      { agent: conn.name, agentId: conn.agentId, workspaceId: conn.workspaceId, pools: conn.pools, capacity: conn.capacity },
+      "agent connected",
+    );
     return conn;
   }
 
@@ -316,8 +329,9 @@ export class AgentHub {
     }
   }
 
-  internalError(err: unknown): void {
-    this.log.error({ err }, "failed to handle an agent message");
+  /** A message could not be applied: logged with whose it was (agent, workspace, message type and run). */
+  internalError(err: unknown, context: Record<string, unknown> = {}): void {
+    this.log.error({ err, ...context }, "failed to handle an agent message");
   }
 
   async disconnected(conn: AgentConnection): Promise<void> {
@@ -329,7 +343,10 @@ export class AgentHub {
       data: { status: "OFFLINE", disconnectedAt: new Date() },
     });
     changesOf(this.db).publish({ kind: "agents", workspaceId: conn.workspaceId });
-    this.log.info({ agent: conn.name, agentId: conn.agentId }, "agent disconnected; its runs are held until their leases end");
+    this.log.info(
+      { agent: conn.name, agentId: conn.agentId, workspaceId: conn.workspaceId },
+      "agent disconnected; its runs are held until their leases end",
+    );
   }
 
   async handle(conn: AgentConnection, msg: AgentMessage): Promise<void> {
@@ -401,6 +418,7 @@ export class AgentHub {
   private async onEvents(conn: AgentConnection, msg: RunEventBatch): Promise<void> {
     const run = await this.ownedRun(conn, msg);
     await applyRunEvents(this.db, run, msg.attempt, msg.events);
+    this.options.onIngested?.("events", msg.events.length);
     const published = msg.events.filter((e): e is EventPublished => e.kind === "event.published");
     if (published.length) await this.options.onPublished?.(conn.workspaceId, published);
     const ended = msg.events.flatMap((e) => (e.kind === "task_run.state" && isTerminal(e.state.type) ? [e.taskRunId] : []));
@@ -411,6 +429,7 @@ export class AgentHub {
   private async onLogs(conn: AgentConnection, msg: LogBatch): Promise<void> {
     const run = await this.ownedRun(conn, msg);
     await applyLogs(this.db, run, msg.attempt, msg.lines);
+    this.options.onIngested?.("logs", msg.lines.length);
     conn.send({ type: "ack", v: PROTOCOL_VERSION, msgId: msg.msgId, ok: true });
   }
 
@@ -494,7 +513,7 @@ class AgentSession {
     private readonly ws: WebSocket,
     private readonly principal: Principal,
     private readonly hub: AgentHub,
-    options: HubOptions,
+    private readonly options: HubOptions,
   ) {
     this.helloTimer = setTimeout(() => ws.close(CloseCode.badHandshake, "no hello received"), options.helloTimeoutMs ?? 10_000);
     ws.on("close", () => {
@@ -518,7 +537,7 @@ class AgentSession {
       // every other connection and API request waiting until it is done.
       .then(() => new Promise<void>((resolve) => setImmediate(resolve)))
       .then(() => this.process(data, isBinary))
-      .catch((err: unknown) => this.hub.internalError(err))
+      .catch((err: unknown) => this.hub.internalError(err, this.context()))
       .finally(() => {
         this.queued--;
         this.queuedBytes -= bytes;
@@ -526,20 +545,32 @@ class AgentSession {
       });
   }
 
+  /** Who this connection is, for log lines. */
+  private context(): Record<string, unknown> {
+    const conn = this.conn;
+    return conn
+      ? { agent: conn.name, agentId: conn.agentId, workspaceId: conn.workspaceId }
+      : { workspaceId: this.principal.workspaceId };
+  }
+
   private sendError(code: ErrorCode, message: string, msgId: number | undefined): void {
     const frame =
       msgId !== undefined
         ? { type: "ack" as const, v: PROTOCOL_VERSION, msgId, ok: false, error: { code, message } }
         : { type: "error" as const, v: PROTOCOL_VERSION, code, message };
-    if (this.ws.readyState === this.ws.OPEN) this.ws.send(JSON.stringify(frame));
+    if (this.ws.readyState !== this.ws.OPEN) return;
+    this.ws.send(JSON.stringify(frame));
+    this.options.onMessage?.("out", frame.type);
   }
 
   private async process(data: RawData, isBinary: boolean): Promise<void> {
     // Before the hello, anything unexpected ends the handshake at once.
-    const refuse = (message: string) =>
-      this.conn
+    const refuse = (message: string) => {
+      this.options.onMessage?.("in", "invalid");
+      return this.conn
         ? this.sendError("BAD_MESSAGE", message, undefined)
         : this.ws.close(CloseCode.badHandshake, closeReason(`expected hello: ${message}`));
+    };
     if (isBinary) return refuse("binary frames are not supported; send JSON text");
     let raw: unknown;
     try {
@@ -550,6 +581,7 @@ class AgentSession {
     const msgId = typeof raw === "object" && raw !== null && "msgId" in raw && isMsgId(raw.msgId) ? raw.msgId : undefined;
     if (!this.conn) {
       const hello = validateMessage(HelloSchema, raw);
+      this.options.onMessage?.("in", hello.ok ? "hello" : "invalid");
       if (!hello.ok) {
         const code = hello.code === "UNSUPPORTED_VERSION" ? CloseCode.versionMismatch : CloseCode.badHandshake;
         this.ws.close(code, closeReason(`expected hello: ${hello.message}`));
@@ -564,13 +596,19 @@ class AgentSession {
       return;
     }
     const parsed = validateMessage(AgentMessageSchema, raw);
+    this.options.onMessage?.("in", parsed.ok ? parsed.value.type : "invalid");
     if (!parsed.ok) return this.sendError(parsed.code, parsed.message, msgId);
     try {
       await this.hub.handle(this.conn, parsed.value);
     } catch (err) {
       if (err instanceof ProtocolError) return this.sendError(err.code, err.message, msgId);
       this.sendError("INTERNAL", "the control plane could not apply this message; send it again", msgId);
-      this.hub.internalError(err);
+      const message = parsed.value;
+      this.hub.internalError(err, {
+        ...this.context(),
+        type: message.type,
+        ...("flowRunId" in message ? { flowRunId: message.flowRunId } : {}),
+      });
     }
   }
 }

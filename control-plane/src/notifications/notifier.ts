@@ -4,6 +4,7 @@ import { changesOf } from "../changes.ts";
 import { newId } from "../ids.ts";
 import { parseObject, parseStrings } from "../json.ts";
 import type { Logger } from "../logger.ts";
+import type { DeliveryOutcome } from "../metrics.ts";
 import { SerialPass } from "../serial.ts";
 import {
   ALERT_EVENTS,
@@ -59,7 +60,13 @@ export class Notifier {
   constructor(
     private readonly db: Db,
     private readonly log: Logger,
-    private readonly options: { webUrl?: string; tickMs?: number; now?: () => Date } = {},
+    private readonly options: {
+      webUrl?: string;
+      tickMs?: number;
+      now?: () => Date;
+      /** Told how each delivery attempt ended (metrics). */
+      onDelivery?: (outcome: DeliveryOutcome) => void;
+    } = {},
   ) {
     this.sends = new SerialPass(
       () => this.sendDue(),
@@ -381,6 +388,7 @@ export class Notifier {
         nextAttemptAt: ok || giveUp ? d.nextAttemptAt : new Date(this.now().getTime() + retryDelaySeconds(attempts) * 1000),
       },
     });
+    this.options.onDelivery?.(ok ? "sent" : giveUp ? "failed" : "retry");
     if (!ok)
       this.log.warn(
         { deliveryId: d.id, channel: d.channel.name, attempts, error },

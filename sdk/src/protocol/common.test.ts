@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { Counter, JsonObject, jsonDepth, MAX_JSON_DEPTH, Timestamp } from "./common.ts";
+import { Counter, JsonObject, jsonDepth, logLevelFromEnv, MAX_JSON_DEPTH, processLogLevel, Timestamp } from "./common.ts";
 
 test("timestamps are accepted from 1970 to 9999 only", () => {
   assert.ok(Timestamp.safeParse(new Date().toISOString()).success);
@@ -21,4 +21,22 @@ test("JSON nesting is bounded without recursion", () => {
   assert.equal(jsonDepth(deep), MAX_JSON_DEPTH + 1);
   assert.ok(!JsonObject.safeParse(deep).success);
   assert.ok(JsonObject.safeParse({ grid: [[1, 2], [3]] }).success);
+});
+
+test("FERRY_LOG_LEVEL: known levels in any case; unset, empty or unknown values mean info", () => {
+  assert.deepEqual(processLogLevel("debug"), { level: "debug" });
+  assert.deepEqual(processLogLevel(" WARN "), { level: "warn" });
+  assert.deepEqual(processLogLevel("silent"), { level: "silent" });
+  assert.deepEqual(processLogLevel(undefined), { level: "info" });
+  assert.deepEqual(processLogLevel(""), { level: "info" });
+  assert.deepEqual(processLogLevel("verbose"), { level: "info", invalid: "verbose" });
+  assert.deepEqual(processLogLevel("30"), { level: "info", invalid: "30" });
+});
+
+test("an unknown FERRY_LOG_LEVEL is reported once per process, however many loggers read it", () => {
+  const first = logLevelFromEnv({ FERRY_LOG_LEVEL: "loud" });
+  assert.equal(first.level, "info");
+  assert.match(first.warning ?? "", /unknown FERRY_LOG_LEVEL "loud" \(expected fatal, error, warn, info, debug, trace, silent\)/);
+  assert.deepEqual(logLevelFromEnv({ FERRY_LOG_LEVEL: "loud" }), { level: "info" });
+  assert.deepEqual(logLevelFromEnv({ FERRY_LOG_LEVEL: "debug" }), { level: "debug" });
 });

@@ -86,6 +86,39 @@ export type StateProposal = z.infer<typeof StateProposal>;
 export const LogLevel = z.enum(["debug", "info", "warn", "error"]);
 export type LogLevel = z.infer<typeof LogLevel>;
 
+/** `FERRY_LOG_LEVEL`: how much Ferry's own processes (control plane, agent) log, in pino's level names. */
+export const ProcessLogLevel = z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]);
+export type ProcessLogLevel = z.infer<typeof ProcessLogLevel>;
+
+/**
+ * Reads a `FERRY_LOG_LEVEL` value. Case and surrounding blanks do not matter; unset or empty
+ * means `info`. An unknown value also means `info`, with `invalid` set so that the process can
+ * say so in one warning line: a typo in a setting must not keep a server from starting.
+ */
+export function processLogLevel(value: string | undefined): { level: ProcessLogLevel; invalid?: string } {
+  const text = value?.trim().toLowerCase() ?? "";
+  if (!text) return { level: "info" };
+  const parsed = ProcessLogLevel.safeParse(text);
+  return parsed.success ? { level: parsed.data } : { level: "info", invalid: value };
+}
+
+let logLevelWarned = false;
+
+/**
+ * `processLogLevel` of `FERRY_LOG_LEVEL`, for a process's logger. `warning` is set for an unknown
+ * value only on the first call in the process, so a process with two loggers (the CLI runs the
+ * control plane and an agent in one) warns once.
+ */
+export function logLevelFromEnv(env: NodeJS.ProcessEnv = process.env): { level: ProcessLogLevel; warning?: string } {
+  const { level, invalid } = processLogLevel(env.FERRY_LOG_LEVEL);
+  if (invalid === undefined || logLevelWarned) return { level };
+  logLevelWarned = true;
+  return {
+    level,
+    warning: `unknown FERRY_LOG_LEVEL ${JSON.stringify(invalid)} (expected ${ProcessLogLevel.options.join(", ")}); logging at info`,
+  };
+}
+
 /** JSON values as they cross the wire (parameters). */
 /** Deepest nesting accepted in user JSON (parameters, schemas): deeper values cannot be stored or echoed safely. */
 export const MAX_JSON_DEPTH = 64;
