@@ -143,6 +143,9 @@ export class FlowProcess {
   private timeout: NodeJS.Timeout | undefined;
   private killTimer: NodeJS.Timeout | undefined;
   private ended = false;
+  /** The process has answered `start` (the run began in it): from here its end is the run's end. */
+  private heard = false;
+  private sink: FlowChildSink | undefined;
   /** Whether the process was taken from the warm pool. */
   warm = false;
 
@@ -169,6 +172,7 @@ export class FlowProcess {
       },
       closed: (code, signal) => this.onExit(code, signal),
     };
+    this.sink = sink;
     if (prepared?.alive) {
       this.warm = true;
       this.child = prepared;
@@ -243,6 +247,7 @@ export class FlowProcess {
   }
 
   private onMessage(msg: FromFlowProcess): void {
+    if (msg.type !== "ready" && msg.type !== "prepared") this.heard = true;
     switch (msg.type) {
       case "ready":
         // A cold process has loaded: the agent answers with the run.
@@ -286,9 +291,18 @@ export class FlowProcess {
   }
 
   private onExit(code: number | null, signal: NodeJS.Signals | null): void {
+    if (this.ended) return;
+    if (this.warm && !this.heard && !this.stopReason && this.sink) {
+      // The warm process died before the run began in it (e.g. killed while idle, just before
+      // the agent noticed): nothing of the run has happened yet, so it starts cold instead.
+      const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
+      this.handlers.logs([line("info", `agent: the warm flow process ${how} before the run began; starting it cold`)]);
+      this.warm = false;
+      this.child = FlowChild.spawn(this.options.workDir, this.processEnv(), this.sink);
+      return;
+    }
     clearTimeout(this.timeout);
     clearTimeout(this.killTimer);
-    if (this.ended) return;
     this.ended = true;
     let state: StateProposal;
     if (this.stopReason) state = this.stopReason.state;

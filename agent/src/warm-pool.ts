@@ -137,9 +137,20 @@ export class WarmPool {
    */
   giveBack(entrypoint: string, child: FlowChild, runs: number, files: LoadedFile[]): void {
     const list = this.byEntrypoint.get(entrypoint) ?? [];
-    if (!this.enabled || !child.alive || runs >= this.options.maxRunsPerProcess || list.length >= this.options.size) {
+    if (!this.enabled || !child.alive || runs >= this.options.maxRunsPerProcess) {
       child.kill("SIGTERM");
       return;
+    }
+    if (list.length >= this.options.size) {
+      // The refill after the take started a fresh process in its place: the returning one is
+      // already loaded and is the reason reuse was asked for, so the newest fresh one makes room.
+      const fresh = list.findLast((w) => w.runs === 0);
+      if (!fresh) {
+        child.kill("SIGTERM");
+        return;
+      }
+      this.remove(fresh);
+      fresh.child.kill("SIGTERM");
     }
     const w: WarmProcess = { child, entrypoint, state: "idle", files, runs };
     child.setSink(this.idleSink(() => w));

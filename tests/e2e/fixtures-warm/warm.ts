@@ -23,9 +23,10 @@ function probe(extra: Record<string, unknown> = {}): void {
 }
 
 export const probeFlow = flow(
-  { name: "warm-probe", params: z.object({ fail: z.boolean().default(false) }) },
-  async ({ fail }) => {
+  { name: "warm-probe", params: z.object({ fail: z.boolean().default(false), sleepMs: z.number().int().min(0).default(0) }) },
+  async ({ fail, sleepMs }) => {
     probe();
+    if (sleepMs) await new Promise((r) => setTimeout(r, sleepMs));
     if (fail) throw new Error("failing on purpose");
     return process.pid;
   },
