@@ -269,7 +269,7 @@ export interface FlowProcessInfo {
   flowRunId: string | undefined;
   /** Started by the warm pool (ahead of its run). */
   warm: boolean;
-  /** A warm process waiting for a run. */
+  /** A warm process prepared and waiting for a run (`ferry-flow loading <agent>` while it prepares). */
   idle: boolean;
   /** The agent that started it (FERRY_AGENT_NAME). */
   agent: string | undefined;
@@ -294,7 +294,8 @@ export function flowProcesses(): FlowProcessInfo[] {
       if (/ Z /.test(stat.slice(stat.lastIndexOf(")")))) continue; // a zombie has ended
       const running = /^ferry-flow run (\S+)/.exec(title)?.[1];
       const agent = /(?:^|\0)FERRY_AGENT_NAME=([^\0]+)/.exec(env)?.[1];
-      found.push({ pid: Number(entry), flowRunId: running ?? fromEnv, warm, idle: warm && !running, agent });
+      const idle = warm && title.startsWith("ferry-flow warm ");
+      found.push({ pid: Number(entry), flowRunId: running ?? fromEnv, warm, idle, agent });
     } catch {
       // the process ended while we looked
     }

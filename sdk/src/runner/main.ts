@@ -45,7 +45,7 @@ function importEntrypoint(entrypoint: string): Promise<Record<string, unknown>> 
 
 async function prepare(message: IpcPrepare): Promise<void> {
   const agent = process.env.FERRY_AGENT_NAME ?? "agent";
-  process.title = `ferry-flow warm ${agent}`;
+  process.title = `ferry-flow loading ${agent}`;
   const files = new LoadedFiles();
   const exports = importEntrypoint(message.entrypoint);
   prepared = { entrypoint: message.entrypoint, exports, maxRuns: message.maxRuns };
@@ -55,7 +55,19 @@ async function prepare(message: IpcPrepare): Promise<void> {
   } catch (err) {
     error = `could not import ${message.entrypoint}: ${errorMessage(err)}`.slice(0, 8000);
   }
-  await send({ type: "prepared", v: PROTOCOL_VERSION, files: await files.list(), ...(error ? { error } : {}) });
+  // Validate a sample `start` once: the schema's first use (compiling its checks) is paid now, not by the run.
+  ToFlowProcess.safeParse({
+    type: "start",
+    v: PROTOCOL_VERSION,
+    flowRunId: "warm-up",
+    attempt: 1,
+    entrypoint: message.entrypoint,
+    flowName: "warm-up",
+    parameters: {},
+  });
+  const loaded = await files.list();
+  if (!error) process.title = `ferry-flow warm ${agent}`;
+  await send({ type: "prepared", v: PROTOCOL_VERSION, files: loaded, ...(error ? { error } : {}) });
 }
 
 async function finish(reporter: IpcReporter, message: FromFlowProcess & { type: "finished" }): Promise<void> {
