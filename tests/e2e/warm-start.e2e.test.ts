@@ -24,6 +24,7 @@ interface Probe {
   moduleRuns: number;
   version: string;
   envRunId: string;
+  contextRunId: string;
   instanceCalls?: number;
 }
 
@@ -107,6 +108,7 @@ for (const provider of PROVIDERS) {
       );
       const probe = JSON.parse(line.message.slice("probe ".length)) as Probe;
       assert.equal(probe.envRunId, run.id, "the run sees its own id in FERRY_FLOW_RUN_ID");
+      assert.equal(probe.contextRunId, run.id, "and in its run context");
       return { run, probe, createdAt };
     };
     /** Runs once (seeding the pool for the entrypoint) and waits until `n` prepared processes wait. */

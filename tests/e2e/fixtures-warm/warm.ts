@@ -1,6 +1,6 @@
 // Flows of the warm-start end-to-end tests; copied into a temporary project as flows/warm.ts.
 // Each run logs one "probe" line describing the process it ran in.
-import { flow, log } from "@ferry/sdk";
+import { flow, getRunContext, log } from "@ferry/sdk";
 import { z } from "zod";
 import { CODE_VERSION } from "./version.ts";
 
@@ -17,6 +17,7 @@ function probe(extra: Record<string, unknown> = {}): void {
       moduleRuns,
       version: CODE_VERSION,
       envRunId: process.env.FERRY_FLOW_RUN_ID,
+      contextRunId: getRunContext()?.flowRunId,
       ...extra,
     })}`,
   );
