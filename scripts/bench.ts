@@ -28,7 +28,7 @@ import {
   stopAll,
   waitUntil,
 } from "../tests/e2e/harness.ts";
-import { type Summary, summary } from "./bench/stats.ts";
+import { memoryMb, type Summary, summary } from "./bench/stats.ts";
 
 const DISPATCH_RUNS = Number(process.env.BENCH_DISPATCH_RUNS ?? 500);
 const START_RUNS = Number(process.env.BENCH_START_RUNS ?? 20);
@@ -141,7 +141,10 @@ async function warmStartLatency(server: Server, deployment: string) {
   const poolFull = () =>
     waitUntil(
       "the warm pool is full",
-      async () => flowProcesses().filter((p) => p.agent === "bench-warm" && p.idle).length >= 2,
+      async () => {
+        const idle = flowProcesses().filter((p) => p.agent === "bench-warm" && p.idle);
+        return idle.length >= 2 ? idle : undefined;
+      },
       60_000,
     );
   await startOnce(server, deployment); // the first run of an entrypoint is cold and seeds its pool
@@ -150,14 +153,16 @@ async function warmStartLatency(server: Server, deployment: string) {
     await poolFull();
     spaced.push(await startOnce(server, deployment));
   }
-  await poolFull();
+  const idle = await poolFull();
+  // What a waiting process costs: its resident memory (Node, tsx, the SDK and the flow module loaded).
+  const idleProcessRssMb = Math.max(...idle.map((p) => memoryMb(p.pid).rssMb));
   const backToBack: StartSample[] = [];
   for (let i = 0; i < START_RUNS; i++) backToBack.push(await startOnce(server, deployment));
   const figures = (samples: StartSample[]) => ({
     ...summary(samples.map((s) => s.latencyMs)),
     warmHits: samples.filter((s) => s.warm).length,
   });
-  return { spaced: figures(spaced), backToBack: figures(backToBack) };
+  return { spaced: figures(spaced), backToBack: figures(backToBack), idleProcessRssMb };
 }
 
 async function mapThroughput(server: Server) {
