@@ -179,3 +179,30 @@ test("giveBack: a process with runs left returns to the pool in front of fresh o
     await pool.close();
   }
 });
+
+test("only the most recently run entrypoints keep processes", async () => {
+  const { dir, entrypoint } = project();
+  const other = join(dir, "other.ts");
+  writeFileSync(other, 'import { flow } from "@ferry/sdk";\nexport const g = flow({ name: "g" }, async () => 1);\n');
+  const pool = new WarmPool({
+    size: 1,
+    maxRunsPerProcess: 2,
+    workDir: dir,
+    agentName: "t",
+    log: recorder().log,
+    maxEntrypoints: 1,
+  });
+  try {
+    pool.take(entrypoint);
+    await until("a process of the first entrypoint is prepared", () => pool.idle(entrypoint) === 1);
+    const first = pool.take(entrypoint);
+    assert.ok(first);
+    pool.take(other);
+    assert.equal(pool.count(entrypoint), 0, "the first entrypoint's pool is dropped");
+    pool.giveBack(entrypoint, first.child, first.runs, pool.filesOf(first.child));
+    await until("a process returned for a dropped entrypoint is ended", () => !first.child.alive);
+    await until("the second entrypoint's pool fills", () => pool.idle(other) === 1);
+  } finally {
+    await pool.close();
+  }
+});

@@ -137,7 +137,8 @@ export class WarmPool {
    */
   giveBack(entrypoint: string, child: FlowChild, runs: number, files: LoadedFile[]): void {
     const list = this.byEntrypoint.get(entrypoint) ?? [];
-    if (!this.enabled || !child.alive || runs >= this.options.maxRunsPerProcess) {
+    // (An entrypoint dropped from the pool while the run went on gets no process back either.)
+    if (!this.enabled || !child.alive || runs >= this.options.maxRunsPerProcess || !this.recent.includes(entrypoint)) {
       child.kill("SIGTERM");
       return;
     }
