@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import type { LoadedFile } from "@ferry/sdk/protocol";
-import { changedFile, WarmPool } from "./warm-pool.ts";
+import { changedFile, WarmPool, type WarmPoolOptions } from "./warm-pool.ts";
 
 const dirs: string[] = [];
 after(() => {
@@ -46,6 +46,20 @@ async function until(what: string, fn: () => boolean, timeoutMs = 30_000): Promi
   }
 }
 
+/** A pool for `dir` (defaults: 2 per entrypoint, one run per process, a silent log). */
+function poolIn(dir: string, options: Partial<WarmPoolOptions> = {}): WarmPool {
+  return new WarmPool({ size: 2, maxRunsPerProcess: 1, workDir: dir, agentName: "t", log: recorder().log, ...options });
+}
+
+/** The first run of an entrypoint seeds its pool; waits for a prepared process and takes it. */
+async function takePrepared(pool: WarmPool, entrypoint: string) {
+  pool.take(entrypoint);
+  await until("a process is prepared", () => pool.idle(entrypoint) >= 1);
+  const taken = pool.take(entrypoint);
+  assert.ok(taken);
+  return taken;
+}
+
 test("changedFile: a file's size, mtime, ctime, inode or existence changing counts; the same stamps do not", () => {
   const stamp: LoadedFile = { path: "/p/a.ts", size: 10, mtimeMs: 1, ctimeMs: 2, ino: 3 };
   const same = { size: 10, mtimeMs: 1, ctimeMs: 2, ino: 3 };
@@ -82,7 +96,7 @@ test("changedFile reads real files: a rewrite with the same size is still caught
 
 test("a pool of size 0 never starts a process", () => {
   const { dir, entrypoint } = project();
-  const pool = new WarmPool({ size: 0, maxRunsPerProcess: 1, workDir: dir, agentName: "t", log: recorder().log });
+  const pool = poolIn(dir, { size: 0, maxRunsPerProcess: 1 });
   assert.equal(pool.take(entrypoint), undefined);
   assert.equal(pool.count(), 0);
   assert.equal(pool.enabled, false);
@@ -91,7 +105,7 @@ test("a pool of size 0 never starts a process", () => {
 test("the pool prepares processes per entrypoint, hands out only current code, and ends them all on close", async () => {
   const { dir, entrypoint, dep } = project();
   const { log, lines } = recorder();
-  const pool = new WarmPool({ size: 2, maxRunsPerProcess: 1, workDir: dir, agentName: "t", log });
+  const pool = poolIn(dir, { size: 2, maxRunsPerProcess: 1, log });
   try {
     assert.equal(pool.take(entrypoint), undefined, "nothing is warm before the first run");
     await until("two processes are prepared", () => pool.idle(entrypoint) === 2);
@@ -126,7 +140,7 @@ test("a process that fails to prepare is dropped and not replaced until the next
   const broken = join(dir, "broken.ts");
   writeFileSync(broken, 'throw new Error("boom at import");\n');
   const { log, lines } = recorder();
-  const pool = new WarmPool({ size: 1, maxRunsPerProcess: 1, workDir: dir, agentName: "t", log });
+  const pool = poolIn(dir, { size: 1, maxRunsPerProcess: 1, log });
   try {
     assert.equal(pool.take(broken), undefined);
     await until("the prepare failure is logged", () => lines.some((l) => l.msg.includes("could not prepare")));
@@ -141,14 +155,7 @@ test("a process that fails to prepare is dropped and not replaced until the next
 
 test("new processes are started at most spawnsPerSecond a second", async () => {
   const { dir, entrypoint } = project();
-  const pool = new WarmPool({
-    size: 3,
-    maxRunsPerProcess: 1,
-    workDir: dir,
-    agentName: "t",
-    log: recorder().log,
-    spawnsPerSecond: 1,
-  });
+  const pool = poolIn(dir, { size: 3, maxRunsPerProcess: 1, spawnsPerSecond: 1 });
   try {
     pool.take(entrypoint);
     await until("one process was started", () => pool.count(entrypoint) >= 1);
@@ -161,12 +168,9 @@ test("new processes are started at most spawnsPerSecond a second", async () => {
 
 test("giveBack: a process with runs left returns to the pool in front of fresh ones; one at its limit is ended", async () => {
   const { dir, entrypoint } = project();
-  const pool = new WarmPool({ size: 1, maxRunsPerProcess: 2, workDir: dir, agentName: "t", log: recorder().log });
+  const pool = poolIn(dir, { size: 1, maxRunsPerProcess: 2 });
   try {
-    pool.take(entrypoint);
-    await until("one process is prepared", () => pool.idle(entrypoint) === 1);
-    const first = pool.take(entrypoint);
-    assert.ok(first);
+    const first = await takePrepared(pool, entrypoint);
     await until("the refill started another", () => pool.count(entrypoint) === 1);
     pool.giveBack(entrypoint, first.child, first.runs, pool.filesOf(first.child));
     assert.equal(pool.count(entrypoint), 1, "the returning process took the fresh one's place");
@@ -184,19 +188,9 @@ test("only the most recently run entrypoints keep processes", async () => {
   const { dir, entrypoint } = project();
   const other = join(dir, "other.ts");
   writeFileSync(other, 'import { flow } from "@ferry/sdk";\nexport const g = flow({ name: "g" }, async () => 1);\n');
-  const pool = new WarmPool({
-    size: 1,
-    maxRunsPerProcess: 2,
-    workDir: dir,
-    agentName: "t",
-    log: recorder().log,
-    maxEntrypoints: 1,
-  });
+  const pool = poolIn(dir, { size: 1, maxRunsPerProcess: 2, maxEntrypoints: 1 });
   try {
-    pool.take(entrypoint);
-    await until("a process of the first entrypoint is prepared", () => pool.idle(entrypoint) === 1);
-    const first = pool.take(entrypoint);
-    assert.ok(first);
+    const first = await takePrepared(pool, entrypoint);
     pool.take(other);
     assert.equal(pool.count(entrypoint), 0, "the first entrypoint's pool is dropped");
     pool.giveBack(entrypoint, first.child, first.runs, pool.filesOf(first.child));
