@@ -8,8 +8,6 @@
  * BENCH_BACKFILL_SLOTS (default 10000), BENCH_BACKFILL_MAX_ACTIVE (default 200), BENCH_BACKFILL_PROVIDERS.
  */
 import { performance } from "node:perf_hooks";
-import { AGENT_WS_PATH, PROTOCOL_VERSION } from "@ferry/sdk/protocol";
-import WebSocket from "ws";
 import {
   createDatabase,
   createToken,
@@ -17,62 +15,15 @@ import {
   type Provider,
   postgresUnavailable,
   removeDir,
-  type Server,
   startServer,
   stopAll,
   waitUntil,
 } from "../tests/e2e/harness.ts";
+import { FakeAgent } from "./fake-agent.ts";
 
 const SLOTS = Number(process.env.BENCH_BACKFILL_SLOTS ?? 10_000);
 const MAX_ACTIVE = Number(process.env.BENCH_BACKFILL_MAX_ACTIVE ?? 200);
 const PROVIDERS = (process.env.BENCH_BACKFILL_PROVIDERS ?? "sqlite,postgresql").split(",") as Provider[];
-
-/** An agent that accepts every assignment and reports RUNNING then COMPLETED at once. */
-async function instantAgent(server: Server, pool: string, capacity: number): Promise<{ close(): void; assigned(): number }> {
-  const token = await createToken(server, ["agent"], "bench-backfill");
-  const ws = new WebSocket(new URL(AGENT_WS_PATH, server.url.replace("http", "ws")), {
-    headers: { authorization: `Bearer ${token.secret}` },
-  });
-  let msgId = 0;
-  let welcomed = false;
-  let assigned = 0;
-  ws.on("message", (data) => {
-    const msg = JSON.parse(data.toString()) as { type: string; flowRunId?: string; attempt?: number };
-    if (msg.type === "welcome") welcomed = true;
-    if (msg.type !== "run.assign" || !msg.flowRunId) return;
-    assigned++;
-    for (const type of ["RUNNING", "COMPLETED"] as const) {
-      ws.send(
-        JSON.stringify({
-          type: "state.propose",
-          v: PROTOCOL_VERSION,
-          msgId: msgId++,
-          eventId: `${msg.flowRunId}-${msg.attempt}-${type}`,
-          flowRunId: msg.flowRunId,
-          attempt: msg.attempt,
-          state: { type, name: type === "RUNNING" ? "Running" : "Completed" },
-          timestamp: new Date().toISOString(),
-        }),
-      );
-    }
-  });
-  await new Promise((r) => ws.once("open", r));
-  ws.send(
-    JSON.stringify({
-      type: "hello",
-      v: PROTOCOL_VERSION,
-      agentId: "bench-backfill-agent",
-      name: "bench-backfill",
-      pools: [pool],
-      capacity,
-      labels: {},
-      version: "bench",
-      inFlight: [],
-    }),
-  );
-  await waitUntil("welcome", async () => welcomed);
-  return { close: () => ws.close(), assigned: () => assigned };
-}
 
 async function benchProvider(provider: Provider) {
   const project = makeProject();
@@ -86,7 +37,16 @@ async function benchProvider(provider: Provider) {
       paramsSchema: { type: "object" },
       workPool: "bench-backfill",
     });
-    const agent = await instantAgent(server, "bench-backfill", MAX_ACTIVE);
+    const token = await createToken(server, ["agent"], "bench-backfill");
+    const agent = new FakeAgent({
+      url: server.url,
+      token: token.secret,
+      agentId: "bench-backfill-agent",
+      pools: ["bench-backfill"],
+      capacity: MAX_ACTIVE,
+      complete: true,
+    });
+    await agent.connect();
     const from = new Date("2020-01-01T00:00:00Z");
     const to = new Date(from.getTime() + (SLOTS - 1) * 3_600_000);
     const t0 = performance.now();
@@ -124,7 +84,8 @@ async function benchProvider(provider: Provider) {
       runsPerSecond: Math.round((SLOTS / wall) * 1000),
       steadyRunsPerSecond: Math.round(steady),
       completed: end.runs.COMPLETED ?? 0,
-      assigned: agent.assigned(),
+      runsByState: end.runs,
+      assigned: agent.assignedAt.size,
     };
   } finally {
     await stopAll();

@@ -29,8 +29,11 @@ export interface Proc {
 
 const live = new Set<Proc>();
 
+/** FERRY_CPU_PROF_DIR=<dir>: every `ferry` process started here writes a V8 CPU profile there when it exits. */
+const PROFILE = process.env.FERRY_CPU_PROF_DIR ? ["--cpu-prof", `--cpu-prof-dir=${process.env.FERRY_CPU_PROF_DIR}`] : [];
+
 export function spawnFerry(args: string[], options: { cwd?: string; env?: Record<string, string> } = {}): Proc {
-  const child = spawn(process.execPath, [FERRY_BIN, ...args], {
+  const child = spawn(process.execPath, [...PROFILE, FERRY_BIN, ...args], {
     cwd: options.cwd ?? REPO,
     env: { ...process.env, FERRY_LOG_LEVEL: "info", ...options.env },
     stdio: ["ignore", "pipe", "pipe"],

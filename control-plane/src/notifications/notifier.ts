@@ -92,9 +92,11 @@ export class Notifier {
   startRules(): void {
     this.unsubscribe = changesOf(this.db).subscribe((c, origin) => {
       if (origin !== "local" || c.kind !== "runState") return;
-      const { flowRunId } = c;
+      // Most states (PENDING, RUNNING, a scheduled retry…) alert no one: decided before any query.
+      const candidate = candidateEvent(c.stateType, c.stateName);
+      if (!candidate) return;
       this.queue = this.queue
-        .then(() => this.onRun(flowRunId))
+        .then(() => this.onRun(c, candidate))
         .catch((err: unknown) => this.log.warn({ err }, "notification rule failed"));
     });
   }
@@ -133,17 +135,31 @@ export class Notifier {
     return this.queue;
   }
 
-  private async onRun(flowRunId: string): Promise<void> {
-    const run = await this.db.flowRun.findUnique({
-      where: { id: flowRunId },
+  /**
+   * A run entered a state that may alert: the rules that want it are read first (usually there
+   * are none), then the run, and for COMPLETED whether it recovers from a failure.
+   */
+  private async onRun(
+    c: {
+      workspaceId: string;
+      flowRunId: string;
+      deploymentId: string | null;
+      stateType: string;
+      stateName: string;
+      attempt: number;
+    },
+    candidate: AlertEvent,
+  ): Promise<void> {
+    const rules = await this.rulesFor(c.workspaceId, c.deploymentId, candidate);
+    if (!rules.length) return;
+    const found = await this.db.flowRun.findUnique({
+      where: { id: c.flowRunId },
       include: { deployment: { select: { name: true } }, flow: { select: { name: true } } },
     });
-    if (!run) return;
-    let event: AlertEvent | null = null;
-    if (run.stateType === "FAILED") event = "FAILED";
-    else if (run.stateType === "CRASHED") event = "CRASHED";
-    else if (run.stateType === "SCHEDULED" && run.stateName === "Late") event = "LATE";
-    else if (run.stateType === "COMPLETED" && run.deploymentId) {
+    if (!found) return;
+    // The state the change announced, even if the run has moved on since (a retry, say).
+    const run = { ...found, stateType: c.stateType, stateName: c.stateName, attempt: c.attempt };
+    if (candidate === "RECOVERED") {
       // Back to COMPLETED: the deployment's previous finished run failed or crashed.
       const previous = await this.db.flowRun.findFirst({
         where: {
@@ -155,10 +171,22 @@ export class Notifier {
         orderBy: { endTime: "desc" },
         select: { stateType: true },
       });
-      if (previous && previous.stateType !== "COMPLETED") event = "RECOVERED";
+      if (!previous || previous.stateType === "COMPLETED") return;
     }
-    if (!event) return;
-    await this.raise(run, event, `${event}:${run.id}:${run.attempt}`);
+    await this.queueDeliveries(run, rules, candidate, `${candidate}:${run.id}:${run.attempt}`);
+  }
+
+  /** The active rules of a workspace that apply to a deployment (or to all) and want an event. */
+  private async rulesFor(workspaceId: string, deploymentId: string | null, event: AlertEvent, onlyRule?: string) {
+    const rules = await this.db.notificationRule.findMany({
+      where: {
+        workspaceId,
+        active: true,
+        ...(onlyRule ? { id: onlyRule } : {}),
+        OR: [{ deploymentId: null }, ...(deploymentId ? [{ deploymentId }] : [])],
+      },
+    });
+    return rules.filter((rule) => alertEvents(rule.eventsJson).includes(event));
   }
 
   /** Runs of a rule's deployments RUNNING longer than its threshold: one notification per run. */
@@ -177,11 +205,15 @@ export class Notifier {
         include: { deployment: { select: { name: true } }, flow: { select: { name: true } } },
         take: 200,
       });
-      for (const run of runs) await this.raise(run, "LONG_RUNNING", `LONG_RUNNING:${run.id}:${run.attempt}`, rule.id);
+      for (const run of runs) {
+        const matching = await this.rulesFor(run.workspaceId, run.deploymentId, "LONG_RUNNING", rule.id);
+        await this.queueDeliveries(run, matching, "LONG_RUNNING", `LONG_RUNNING:${run.id}:${run.attempt}`);
+      }
     }
   }
 
-  private async raise(
+  /** Stores one delivery per rule for an event (a rule that already has this event's key is skipped). */
+  private async queueDeliveries(
     run: {
       id: string;
       workspaceId: string;
@@ -195,18 +227,11 @@ export class Notifier {
       deployment: { name: string } | null;
       flow: { name: string };
     },
+    rules: readonly { id: string; channelId: string }[],
     event: AlertEvent,
     key: string,
-    onlyRule?: string,
   ): Promise<void> {
-    const rules = await this.db.notificationRule.findMany({
-      where: {
-        workspaceId: run.workspaceId,
-        active: true,
-        ...(onlyRule ? { id: onlyRule } : {}),
-        OR: [{ deploymentId: null }, ...(run.deploymentId ? [{ deploymentId: run.deploymentId }] : [])],
-      },
-    });
+    if (!rules.length) return;
     const now = this.now();
     const alert: Alert = {
       event,
@@ -231,7 +256,6 @@ export class Notifier {
     };
     let queued = 0;
     for (const rule of rules) {
-      if (!alertEvents(rule.eventsJson).includes(event)) continue;
       try {
         await this.db.notificationDelivery.create({
           data: {
@@ -365,4 +389,13 @@ export class Notifier {
     changesOf(this.db).publish({ kind: "deployments", workspaceId: d.workspaceId });
     return ok;
   }
+}
+
+/** The alert a run state may raise, before looking at rules or history (COMPLETED may be a recovery). */
+export function candidateEvent(stateType: string, stateName: string): AlertEvent | null {
+  if (stateType === "FAILED") return "FAILED";
+  if (stateType === "CRASHED") return "CRASHED";
+  if (stateType === "SCHEDULED" && stateName === "Late") return "LATE";
+  if (stateType === "COMPLETED") return "RECOVERED";
+  return null;
 }

@@ -63,6 +63,7 @@ test("a legal agent proposal is accepted and recorded in the history", async () 
   assert.equal(out.result.status, "ACCEPT");
   assert.equal(out.released, true);
   const run = await database.db.flowRun.findUniqueOrThrow({ where: { id: runId } });
+  assert.deepEqual({ ...out.run, updatedAt: null }, { ...run, updatedAt: null });
   assert.equal(run.stateType, "COMPLETED");
   assert.ok(run.endTime);
   assert.equal(run.leaseExpiresAt, null);
@@ -106,6 +107,8 @@ test("a failure with retries left is recorded, then the run is re-queued after i
   assert.equal(out.result.status, "ACCEPT");
   assert.equal(out.requeued, true);
   const run = await database.db.flowRun.findUniqueOrThrow({ where: { id: runId } });
+  // The outcome is the row as written (it is not read back): the same as the database's but for updatedAt.
+  assert.deepEqual({ ...out.run, updatedAt: null }, { ...run, updatedAt: null });
   assert.equal(run.stateName, "AwaitingRetry");
   assert.equal(run.agentId, null);
   assert.ok(run.expectedStartTime.getTime() >= before + 60_000);

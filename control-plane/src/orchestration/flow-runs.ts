@@ -70,7 +70,7 @@ function stateColumns(run: FlowRun, state: StateProposal, at: Date) {
  */
 export async function proposeFlowRunState(db: Db, input: ProposeInput): Promise<ProposeOutcome> {
   if (input.eventId) {
-    const seen = await db.flowRunState.findUnique({ where: { eventId: input.eventId } });
+    const seen = await db.flowRunState.findUnique({ where: { eventId: input.eventId }, select: { id: true } });
     if (seen) {
       const run = await db.flowRun.findFirst({ where: { id: input.flowRunId, workspaceId: input.workspaceId } });
       return {
@@ -108,12 +108,15 @@ export async function proposeFlowRunState(db: Db, input: ProposeInput): Promise<
 
     const at = input.timestamp ?? new Date();
     const retry = shouldRetry(input.state.type, run.retryCount, run.maxRetries);
-    const outcome = await db.$transaction(async (tx) => {
+    const outcome = await db.$transaction(async (tx): Promise<FlowRun | null> => {
+      const columns = stateColumns(run, input.state, at);
       const updated = await tx.flowRun.updateMany({
         where: { id: run.id, stateType: run.stateType, attempt: run.attempt, stateTimestamp: run.stateTimestamp },
-        data: stateColumns(run, input.state, at),
+        data: columns,
       });
       if (updated.count === 0) return null;
+      // The attempt is over: the concurrency slots its task runs held are free.
+      if (isTerminal(input.state.type)) await tx.concurrencySlot.deleteMany({ where: { flowRunId: run.id } });
       await tx.flowRunState.create({
         data: {
           id: newId(),
@@ -127,6 +130,8 @@ export async function proposeFlowRunState(db: Db, input: ProposeInput): Promise<
           eventId: input.eventId ?? null,
         },
       });
+      // The row as written, without reading it back (updatedAt is the database's, a moment later).
+      let written: FlowRun = { ...run, ...columns, updatedAt: at };
       if (retry) {
         const retryAt = new Date(at.getTime() + run.retryDelayMs);
         const state: StateProposal = {
@@ -138,17 +143,15 @@ export async function proposeFlowRunState(db: Db, input: ProposeInput): Promise<
           ),
         };
         const retryAtStamp = new Date(at.getTime() + 1);
-        await tx.flowRun.update({
-          where: { id: run.id },
-          data: {
-            ...stateColumns(run, state, retryAtStamp),
-            agentId: null,
-            leaseExpiresAt: null,
-            endTime: null,
-            expectedStartTime: retryAt,
-            retryCount: { increment: 1 },
-          },
-        });
+        const requeued = {
+          ...stateColumns(run, state, retryAtStamp),
+          agentId: null,
+          leaseExpiresAt: null,
+          endTime: null,
+          expectedStartTime: retryAt,
+        };
+        await tx.flowRun.update({ where: { id: run.id }, data: { ...requeued, retryCount: { increment: 1 } } });
+        written = { ...written, ...requeued, retryCount: run.retryCount + 1 };
         await tx.flowRunState.create({
           data: {
             id: newId(),
@@ -162,11 +165,9 @@ export async function proposeFlowRunState(db: Db, input: ProposeInput): Promise<
           },
         });
       }
-      return tx.flowRun.findUniqueOrThrow({ where: { id: run.id } });
+      return written;
     });
     if (!outcome) continue; // someone else changed the run: decide again on the fresh row
-    // The attempt is over: the concurrency slots its task runs held are free.
-    if (isTerminal(input.state.type)) await db.concurrencySlot.deleteMany({ where: { flowRunId: run.id } });
     const endedOthers =
       isTerminal(input.state.type) && input.state.type !== "COMPLETED"
         ? await endUnfinishedDescendants(db, run.workspaceId, run.id, input.state, at)
