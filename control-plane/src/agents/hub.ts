@@ -32,6 +32,9 @@ import { applyLogs, applyRunEvents } from "../orchestration/run-events.ts";
 import type { TagSlots } from "../slots.ts";
 import { AgentConnection } from "./connection.ts";
 
+/** How long heartbeat times wait to be written together. */
+const BEAT_FLUSH_MS = 1_000;
+
 export interface HubOptions {
   heartbeatIntervalMs: number;
   leaseMs: number;
@@ -92,6 +95,9 @@ export class AgentHub {
 
   private readonly unsubscribe: () => void;
   private liveness: NodeJS.Timeout | undefined;
+  /** Agents that heartbeated since the last flush (see flushBeats). */
+  private readonly beats = new Set<string>();
+  private beatFlush: NodeJS.Timeout | undefined;
   private readonly alive = new WeakMap<WebSocket, boolean>();
 
   /**
@@ -138,6 +144,9 @@ export class AgentHub {
   async close(): Promise<void> {
     this.unsubscribe();
     clearInterval(this.liveness);
+    clearTimeout(this.beatFlush);
+    if (this.beats.size) await this.flushBeats();
+    clearTimeout(this.beatFlush);
     for (const ws of this.sockets) ws.close(CloseCode.goingAway, "control plane shutting down");
     await new Promise<void>((resolve) => this.wss.close(() => resolve()));
   }
@@ -334,6 +343,29 @@ export class AgentHub {
     this.log.error({ err, ...context }, "failed to handle an agent message");
   }
 
+  /**
+   * Agents' last heartbeat times, written for all agents that beat in the last second with one
+   * statement (1,000 idle agents would otherwise cost 200 commits a second). Only the time is
+   * written: ONLINE/OFFLINE follow connects and disconnects, which are written at once.
+   */
+  private async flushBeats(): Promise<void> {
+    const ids = [...this.beats];
+    this.beats.clear();
+    try {
+      for (let i = 0; i < ids.length; i += 500) {
+        await this.db.agent.updateMany({ where: { id: { in: ids.slice(i, i + 500) } }, data: { lastHeartbeatAt: new Date() } });
+      }
+    } catch (err) {
+      this.log.warn({ err }, "could not record agent heartbeats");
+    } finally {
+      this.beatFlush = undefined;
+      if (this.beats.size) {
+        this.beatFlush = setTimeout(() => void this.flushBeats(), BEAT_FLUSH_MS);
+        this.beatFlush.unref();
+      }
+    }
+  }
+
   async disconnected(conn: AgentConnection): Promise<void> {
     this.dispatcher.removeAgent(conn);
     if (this.dispatcher.agent(conn.agentId)) return; // a newer connection took over
@@ -465,13 +497,17 @@ export class AgentHub {
     const live = msg.runs.filter((r) => held.get(r.flowRunId) === r.attempt);
     conn.vouched = new Set(live.map((r) => r.flowRunId));
     conn.renewedAt = now.getTime();
-    await this.db.$transaction([
-      this.db.agent.update({ where: { id: conn.agentId }, data: { lastHeartbeatAt: now, status: "ONLINE" } }),
-      this.db.flowRun.updateMany({
+    if (live.length) {
+      await this.db.flowRun.updateMany({
         where: { id: { in: live.map((r) => r.flowRunId) }, agentId: conn.agentId, stateType: { in: HELD_STATES } },
         data: { leaseExpiresAt: new Date(now.getTime() + this.options.leaseMs) },
-      }),
-    ]);
+      });
+    }
+    this.beats.add(conn.agentId);
+    if (!this.beatFlush) {
+      this.beatFlush = setTimeout(() => void this.flushBeats(), BEAT_FLUSH_MS);
+      this.beatFlush.unref();
+    }
     const revoked = msg.runs.filter((r) => held.get(r.flowRunId) !== r.attempt);
     if (conn.draining !== msg.draining) {
       conn.draining = msg.draining;
