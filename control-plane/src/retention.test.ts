@@ -12,7 +12,6 @@ import { emptyDatabase, type TestDatabase } from "./test-database.ts";
 // database (FERRY_TEST_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432/postgres),
 // skipped with the reason when no server answers unless FERRY_REQUIRE_POSTGRES=1.
 
-
 const DAY = 86_400_000;
 const NOW = new Date("2026-12-01T12:00:00.000Z");
 const MAX_AGE = 30 * DAY;

@@ -115,3 +115,14 @@ for (const provider of ["sqlite", "postgresql"] as const) {
     );
   });
 }
+
+test("sqlite: commits are durable (synchronous=FULL on the connection Prisma uses)", async (t) => {
+  await withDatabase(
+    "sqlite",
+    (reason) => t.skip(reason),
+    async (db) => {
+      const [row] = await db.$queryRawUnsafe<{ synchronous: number | bigint }[]>("PRAGMA synchronous");
+      assert.equal(Number(row?.synchronous), 2);
+    },
+  );
+});
