@@ -106,6 +106,8 @@ export async function openDatabase(url: string, options: OpenDatabaseOptions = {
     // transactions on power loss. FULL syncs the WAL at every commit (the adapter holds one
     // connection, so the setting holds for every query). Bulk event writes keep commits few.
     await db.$executeRawUnsafe("PRAGMA synchronous = FULL");
+    // 64 MiB of page cache instead of 2: the indexes of a 100,000-task run stay in memory.
+    await db.$executeRawUnsafe("PRAGMA cache_size = -65536");
     return { db, provider, url, close: () => db.$disconnect() };
   }
 

@@ -1,7 +1,7 @@
-import { randomUUID } from "node:crypto";
 import { type Duration, toMs } from "../duration.ts";
 import { errorMessage, errorReport, NonRetriableError, TimeoutError } from "../errors.ts";
 import type { StateProposal } from "../protocol/common.ts";
+import { newId } from "./ids.ts";
 import { hashInputs } from "./result-store.ts";
 import { collectUpstream, recordResult } from "./results.ts";
 import { currentScope, type FlowRunScope, nextDynamicKey, runInScope } from "./scope.ts";
@@ -105,7 +105,7 @@ function emitState(
 ): void {
   flow.reporter.event({
     kind: "task_run.state",
-    eventId: randomUUID(),
+    eventId: newId(),
     taskRunId,
     attempt,
     state,
@@ -139,7 +139,7 @@ export function callTask(def: TaskDef, self: unknown, args: unknown[]): Promise<
   const flow = scope.flow;
   if (flow.signal.aborted) return Promise.reject(flow.signal.reason);
 
-  const id = randomUUID();
+  const id = newId();
   const dynamicKey = nextDynamicKey(flow, def.name);
   flow.reporter.event({
     kind: "task_run.created",
