@@ -66,6 +66,14 @@ test("a map without a concurrency holds DEFAULT_MAP_CONCURRENCY task runs in fli
   assert.equal(peak, DEFAULT_MAP_CONCURRENCY);
 });
 
+test("a fan-in bigger than LIMITS.maxBatch records the first 1,000 edges and the run still completes", async () => {
+  const f = flow({ name: "wide" }, async () => sum(await double.map(Array.from({ length: 1200 }, (_, i) => ({ v: i })))));
+  const run = await runLocal(f, {});
+  assert.equal(run.state.type, "COMPLETED");
+  assert.equal(run.result, 1199 * 1200);
+  assert.equal(run.taskRuns.find((t) => t.taskKey === "sum")?.upstream.length, 1000);
+});
+
 test("a task that fails once succeeds on retry; NonRetriableError skips retries", async () => {
   let calls = 0;
   const flaky = task({ name: "flaky", retries: 2, retryDelay: "1ms" }, async () => {
