@@ -4,7 +4,7 @@
  * the control plane, the agent and the flow process as separate processes. For each size:
  * wall time (run created → COMPLETED with every task run persisted), task runs/s, µs per task,
  * CPU µs per task of each process (utime+stime from /proc/<pid>/stat) and its peak RSS
- * (VmHWM). Prints JSON, then a table. A fresh control plane and agent per size, so peaks
+ * (VmHWM). Prints JSON on stdout and a table on stderr. A fresh control plane and agent per size, so peaks
  * belong to that size alone.
  */
 import { readFileSync } from "node:fs";
@@ -134,9 +134,10 @@ for (const provider of PROVIDERS) {
   }
 }
 console.log(JSON.stringify({ cpus: (await import("node:os")).cpus().length, rows, skipped }, null, 2));
+// The table goes to stderr: stdout is JSON alone (npm run bench collects it).
 const header = "| db | tasks | wall s | task runs/s | µs/task | CPU µs/task cp / agent / flow | peak RSS MiB cp / agent / flow |";
-console.log(`\n${header}\n|---|---:|---:|---:|---:|---|---|`);
+console.error(`\n${header}\n|---|---:|---:|---:|---:|---|---|`);
 for (const r of rows)
-  console.log(
+  console.error(
     `| ${r.provider} | ${r.tasks} | ${(r.wallMs / 1000).toFixed(1)} | ${r.taskRunsPerSecond} | ${r.usPerTask} | ${r.cpuUsPerTask.controlPlane} / ${r.cpuUsPerTask.agent} / ${r.cpuUsPerTask.flow} | ${r.peakRssMiB.controlPlane} / ${r.peakRssMiB.agent} / ${r.peakRssMiB.flow} |`,
   );
