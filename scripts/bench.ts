@@ -3,7 +3,9 @@
  * control plane and agent as separate processes over real sockets. Prints JSON.
  *
  * - dispatch latency: run created (API call starts) → run.assign received by a connected agent
- * - start latency: run created → first line of the flow body runs (cold process start)
+ * - start latency: run created → first line of the flow body runs, cold (a new process per run)
+ *   and warm (a process of the agent's warm pool: spaced runs that find the pool refilled, and
+ *   back-to-back runs that may outrun the refill and fall back to cold)
  * - map: wall time and task runs/s of a flow mapping 1,000 no-op tasks
  */
 import { join } from "node:path";
@@ -14,6 +16,7 @@ import {
   createDatabase,
   createToken,
   ferry,
+  flowProcesses,
   makeProject,
   type Provider,
   postgresUnavailable,
@@ -25,7 +28,7 @@ import {
   stopAll,
   waitUntil,
 } from "../tests/e2e/harness.ts";
-import { type Summary, summary } from "./bench/stats.ts";
+import { memoryMb, type Summary, summary } from "./bench/stats.ts";
 
 const DISPATCH_RUNS = Number(process.env.BENCH_DISPATCH_RUNS ?? 500);
 const START_RUNS = Number(process.env.BENCH_START_RUNS ?? 20);
@@ -104,24 +107,62 @@ async function dispatchLatency(server: Server): Promise<{ createToAssign: Summar
   return { createToAssign: summary(latencies), createCall: summary(calls) };
 }
 
-async function startLatency(server: Server): Promise<Summary> {
+interface StartSample {
+  latencyMs: number;
+  /** The body ran in a process started before the run was created. */
+  warm: boolean;
+}
+
+async function startOnce(server: Server, deployment: string): Promise<StartSample> {
+  const started = Date.now();
+  const run = await server.api.runs.create.mutate({ deployment });
+  const line = await waitUntil(
+    "the body's first line",
+    async () => (await server.api.logs.list.query({ flowRunId: run.id })).items.find((l) => l.message.startsWith("body-start")),
+    60_000,
+  );
+  const [, bodyAt, processStartedAt] = line.message.split(" ").map(Number);
+  await waitUntil(
+    "the run ends",
+    async () => (await server.api.runs.get.query({ id: run.id })).stateType === "COMPLETED",
+    60_000,
+  );
+  return { latencyMs: (bodyAt ?? Number.NaN) - started, warm: (processStartedAt ?? Number.POSITIVE_INFINITY) < started };
+}
+
+async function startLatency(server: Server, deployment: string): Promise<Summary> {
   const latencies: number[] = [];
-  for (let i = 0; i < START_RUNS; i++) {
-    const started = Date.now();
-    const run = await server.api.runs.create.mutate({ deployment: "bench-start" });
-    const line = await waitUntil(
-      "the body's first line",
-      async () => (await server.api.logs.list.query({ flowRunId: run.id })).items.find((l) => l.message.startsWith("body-start")),
-      60_000,
-    );
-    latencies.push(Number(line.message.split(" ")[1]) - started);
-    await waitUntil(
-      "the run ends",
-      async () => (await server.api.runs.get.query({ id: run.id })).stateType === "COMPLETED",
-      60_000,
-    );
-  }
+  for (let i = 0; i < START_RUNS; i++) latencies.push((await startOnce(server, deployment)).latencyMs);
   return summary(latencies);
+}
+
+/** Warm starts on the agent "bench-warm" (--warm-pool 2): spaced (pool refilled first), then back to back. */
+async function warmStartLatency(server: Server, deployment: string) {
+  const poolFull = () =>
+    waitUntil(
+      "the warm pool is full",
+      async () => {
+        const idle = flowProcesses().filter((p) => p.agent === "bench-warm" && p.idle);
+        return idle.length >= 2 ? idle : undefined;
+      },
+      60_000,
+    );
+  await startOnce(server, deployment); // the first run of an entrypoint is cold and seeds its pool
+  const spaced: StartSample[] = [];
+  for (let i = 0; i < START_RUNS; i++) {
+    await poolFull();
+    spaced.push(await startOnce(server, deployment));
+  }
+  const idle = await poolFull();
+  // What a waiting process costs: its resident memory (Node, tsx, the SDK and the flow module loaded).
+  const idleProcessRssMb = Math.max(...idle.map((p) => memoryMb(p.pid).rssMb));
+  const backToBack: StartSample[] = [];
+  for (let i = 0; i < START_RUNS; i++) backToBack.push(await startOnce(server, deployment));
+  const figures = (samples: StartSample[]) => ({
+    ...summary(samples.map((s) => s.latencyMs)),
+    warmHits: samples.filter((s) => s.warm).length,
+  });
+  return { spaced: figures(spaced), backToBack: figures(backToBack), idleProcessRssMb };
 }
 
 async function mapThroughput(server: Server) {
@@ -165,13 +206,35 @@ async function benchProvider(provider: Provider) {
   const database = await createDatabase(provider, project);
   try {
     const server = await startServer(database.url);
-    await startAgent(server, { name: "bench-agent", workDir: project, concurrency: 4 });
+    // The main agent starts every run cold (as before warm starts), so its figures stay comparable.
+    await startAgent(server, { name: "bench-agent", workDir: project, concurrency: 4, extra: ["--warm-pool", "0"] });
+    await startAgent(server, {
+      name: "bench-warm",
+      pools: ["bench-warm"],
+      workDir: project,
+      concurrency: 4,
+      extra: ["--warm-pool", "2"],
+    });
     const deployed = await ferry(["deploy", "flows/flows.ts"], { cwd: project, env: server.env });
     if (deployed.code !== 0) throw new Error(deployed.output);
+    await server.api.deployments.upsert.mutate({
+      name: "bench-start-warm",
+      flowName: "bench-start",
+      entrypoint: "flows/flows.ts",
+      paramsSchema: { type: "object" },
+      workPool: "bench-warm",
+    });
     const dispatch = await dispatchLatency(server);
-    const start = await startLatency(server);
+    const start = await startLatency(server, "bench-start");
+    const warmStart = await warmStartLatency(server, "bench-start-warm");
     const map = await mapThroughput(server);
-    return { dispatchLatencyMs: dispatch, startLatencyMs: start, map };
+    return {
+      dispatchLatencyMs: dispatch,
+      startLatencyMs: start,
+      warmStartLatencyMs: warmStart,
+      warmOverColdP50: Math.round((warmStart.spaced.p50 / start.p50) * 1000) / 1000,
+      map,
+    };
   } finally {
     await stopAll();
     await database.drop();

@@ -18,9 +18,10 @@ import {
 import WebSocket from "ws";
 import { type AgentState, openAgentState } from "./agent-state.ts";
 import { Backoff } from "./backoff.ts";
-import { FlowProcess } from "./flow-process.ts";
+import { FlowProcess, resolveEntrypoint } from "./flow-process.ts";
 import { Journal } from "./journal.ts";
 import { type Logger, logger } from "./logger.ts";
+import { WarmPool } from "./warm-pool.ts";
 
 export const AGENT_VERSION = "0.1.0";
 
@@ -53,6 +54,16 @@ export interface AgentOptions {
    * keys, later attempts of a run). Results stay here; the control plane gets references.
    */
   resultDir?: string;
+  /**
+   * Warm starts: idle flow processes kept per entrypoint with the SDK and the entrypoint's
+   * imports already loaded, so a run skips the process start-up (default 0: every run starts cold).
+   */
+  warmPool?: number;
+  /**
+   * Runs one warm process may serve (default 1: a fresh process per run). With more, a process
+   * whose run completed goes back to the pool; user module-level state then persists between runs.
+   */
+  maxRunsPerProcess?: number;
 }
 
 /** Messages that carry a msgId and stay in the outbox until the control plane acknowledges them. */
@@ -144,12 +155,20 @@ export class Agent {
 
   private readonly journal: Journal<Reliable> | undefined;
   private readonly state: AgentState | undefined;
+  private readonly warm: WarmPool;
 
   constructor(private readonly options: AgentOptions) {
     this.backoff = new Backoff(250, options.reconnectMaxMs ?? 15_000);
     this.state = options.stateDir ? openAgentState(options.stateDir, options.agentId) : undefined;
     this.agentId = this.state?.agentId ?? options.agentId ?? randomUUID();
     this.log = logger.child({ component: "agent", agent: options.name, agentId: this.agentId });
+    this.warm = new WarmPool({
+      size: options.warmPool ?? 0,
+      maxRunsPerProcess: options.maxRunsPerProcess ?? 1,
+      workDir: options.workDir,
+      agentName: options.name,
+      log: this.log.child({ component: "warm-pool" }),
+    });
     if (options.stateDir) {
       this.journal = new Journal<Reliable>(options.stateDir);
       this.recover(this.journal);
@@ -218,6 +237,7 @@ export class Agent {
     // Give the control plane a moment to acknowledge the last reports.
     const ackDeadline = Date.now() + 2_000;
     while (this.outbox.size > 0 && this.welcomed && Date.now() < ackDeadline) await this.changed(ackDeadline - Date.now());
+    await this.warm.close();
     this.stopping = true;
     clearInterval(this.heartbeat);
     clearTimeout(this.reconnectTimer);
@@ -305,6 +325,7 @@ export class Agent {
       this.fatalError = `the control plane refused this agent (${code}): ${reason || "no reason given"}`;
       this.log.error({ code, reason }, "connection refused; not reconnecting");
       for (const run of this.runs.values()) run.process.kill();
+      void this.warm.close();
       this.stopping = true;
       this.journal?.close();
       this.state?.release();
@@ -459,6 +480,9 @@ export class Agent {
       return;
     }
     this.sendNow({ type: "run.accept", v: PROTOCOL_VERSION, ...ref });
+    // A prepared process of this entrypoint, if the pool has one whose code is current; else cold.
+    const entrypoint = resolveEntrypoint(this.options.workDir, assign.entrypoint);
+    const taken = entrypoint ? this.warm.take(entrypoint) : undefined;
     const run: ActiveRun = {
       ref,
       seq: 0,
@@ -469,7 +493,12 @@ export class Agent {
       slotRequests: new Map(),
       process: new FlowProcess(
         assign,
-        { workDir: this.options.workDir, killGraceMs: this.options.killGraceMs ?? 5_000, resultDir: this.options.resultDir },
+        {
+          workDir: this.options.workDir,
+          killGraceMs: this.options.killGraceMs ?? 5_000,
+          resultDir: this.options.resultDir,
+          agentName: this.options.name,
+        },
         {
           running: () => this.propose(run, { type: "RUNNING", name: "Running" }),
           events: (events) => {
@@ -485,11 +514,15 @@ export class Agent {
           },
           exited: (state) => this.onExited(run, state),
         },
+        entrypoint && taken ? (child) => this.warm.giveBack(entrypoint, child, taken.runs, this.warm.filesOf(child)) : undefined,
       ),
     };
     this.runs.set(assign.flowRunId, run);
-    this.log.info({ flowRunId: assign.flowRunId, attempt: assign.attempt, flow: assign.flowName }, "starting flow run");
-    run.process.start();
+    run.process.start(taken?.child);
+    this.log.info(
+      { flowRunId: assign.flowRunId, attempt: assign.attempt, flow: assign.flowName, warm: !!taken, pid: run.process.pid },
+      "starting flow run",
+    );
   }
 
   private addLogs(run: ActiveRun, lines: LogRecord[]): void {

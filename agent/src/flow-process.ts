@@ -10,6 +10,7 @@ import {
   type RunAssign,
   type RunEvent,
   type StateProposal,
+  type ToFlowProcess,
   validateMessage,
 } from "@ferry/sdk/protocol";
 
@@ -19,7 +20,7 @@ export interface FlowProcessHandlers {
   logs(lines: LogRecord[]): void;
   /** A task run asks for concurrency slots of its tags. */
   acquireSlots(taskRunId: string, tags: string[]): void;
-  /** The process is gone; `state` is the run's final state as this agent sees it. */
+  /** The run is over (the process is gone, or went back to the pool); `state` is its final state as this agent sees it. */
   exited(state: StateProposal): void;
 }
 
@@ -30,48 +31,156 @@ export interface FlowProcessOptions {
   killGraceMs: number;
   /** The result store (a directory) task results are kept in; absent: none. */
   resultDir?: string | undefined;
+  /** The agent's name, shown in the process title of flow processes. */
+  agentName?: string | undefined;
 }
 
 const tsxLoader = import.meta.resolve("tsx");
 const runnerMain = new URL(import.meta.resolve("@ferry/sdk/runner/main"));
 
+/** Stdout/stderr lines of a process that serves several runs may trail its `finished` message by this much. */
+const OUTPUT_DRAIN_MS = 25;
+
+/**
+ * The absolute path of a deployment's entrypoint inside the work directory, or undefined when
+ * it points outside it (entrypoints may not leave the work directory).
+ */
+export function resolveEntrypoint(workDir: string, entrypoint: string): string | undefined {
+  const root = resolve(workDir);
+  const path = resolve(root, entrypoint);
+  return path.startsWith(`${root}${sep}`) ? path : undefined;
+}
+
+/** What a flow child reports; the owner (the warm pool while idle, a FlowProcess while it runs) swaps these. */
+export interface FlowChildSink {
+  message(message: FromFlowProcess): void;
+  badMessage(problem: string): void;
+  line(level: "info" | "error", text: string): void;
+  /** The process is gone (after its last message and output line). */
+  closed(code: number | null, signal: NodeJS.Signals | null): void;
+}
+
+/**
+ * A child process running the flow runner (`@ferry/sdk/runner/main` under tsx), with its IPC
+ * messages validated and its output split in lines. Cold starts spawn one per run; the warm
+ * pool spawns them ahead of runs.
+ */
+export class FlowChild {
+  private sink: FlowChildSink;
+  private exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+
+  private constructor(
+    readonly process: ChildProcess,
+    sink: FlowChildSink,
+  ) {
+    this.sink = sink;
+    process.on("message", (raw: unknown) => {
+      const parsed = validateMessage(FromFlowProcess, raw);
+      if (parsed.ok) this.sink.message(parsed.value);
+      else this.sink.badMessage(parsed.message);
+    });
+    process.on("error", (err) => this.sink.line("error", `could not start the flow process: ${err.message}`));
+    // "close" (not "exit"): it comes after the last IPC message and output line were delivered.
+    process.on("close", (code, signal) => {
+      this.exit = { code, signal };
+      this.sink.closed(code, signal);
+    });
+    for (const [stream, level] of [
+      [process.stdout, "info"],
+      [process.stderr, "error"],
+    ] as const) {
+      if (!stream) continue;
+      const rl = createInterface({ input: stream, crlfDelay: Number.POSITIVE_INFINITY });
+      rl.on("line", (text) => this.sink.line(level, text));
+    }
+  }
+
+  static spawn(workDir: string, env: Record<string, string>, sink: FlowChildSink): FlowChild {
+    const child = spawn(process.execPath, ["--import", tsxLoader, runnerMain.pathname], {
+      cwd: workDir,
+      stdio: ["ignore", "pipe", "pipe", "ipc"],
+      env: { ...process.env, ...env },
+    });
+    return new FlowChild(child, sink);
+  }
+
+  get pid(): number | undefined {
+    return this.process.pid;
+  }
+
+  /** Whether the process is still running (it may still be loading). */
+  get alive(): boolean {
+    return !this.exit && this.process.exitCode === null && this.process.signalCode === null;
+  }
+
+  setSink(sink: FlowChildSink): void {
+    this.sink = sink;
+  }
+
+  send(message: ToFlowProcess): void {
+    if (this.process.connected) this.process.send(message);
+  }
+
+  kill(signal: NodeJS.Signals): void {
+    if (this.alive) this.process.kill(signal);
+  }
+}
+
+/** A sink that ignores everything but the end of the process. */
+export function quietSink(closed: FlowChildSink["closed"] = () => {}): FlowChildSink {
+  return { message: () => {}, badMessage: () => {}, line: () => {}, closed };
+}
+
 /**
  * One flow run in its own child process: user code never shares the agent's memory, and
- * a crash, a timeout or a cancel ends exactly that process.
+ * a crash, a timeout or a cancel ends exactly that process. The process is either started
+ * for the run (cold) or taken from the warm pool, already prepared (warm).
  */
 export class FlowProcess {
-  private child: ChildProcess | undefined;
+  private child: FlowChild | undefined;
   private finished: IpcFinished | undefined;
   private stopReason: { state: StateProposal } | undefined;
   private timeout: NodeJS.Timeout | undefined;
   private killTimer: NodeJS.Timeout | undefined;
+  private ended = false;
+  /** The process has answered `start` (the run began in it): from here its end is the run's end. */
+  private heard = false;
+  private sink: FlowChildSink | undefined;
+  /** Whether the process was taken from the warm pool. */
+  warm = false;
 
   constructor(
     readonly assign: RunAssign,
     private readonly options: FlowProcessOptions,
     private readonly handlers: FlowProcessHandlers,
+    /** Called with the process when a run ended and it may serve another (warm processes with runs left). */
+    private readonly reusable?: (child: FlowChild) => void,
   ) {}
 
   get pid(): number | undefined {
     return this.child?.pid;
   }
 
-  start(): void {
+  /** Starts the run, in `prepared` (a warm process whose entrypoint is this run's) or else in a new process. */
+  start(prepared?: FlowChild): void {
     const { assign } = this;
-    const child = spawn(process.execPath, ["--import", tsxLoader, runnerMain.pathname], {
-      cwd: this.options.workDir,
-      stdio: ["ignore", "pipe", "pipe", "ipc"],
-      env: { ...process.env, FERRY_FLOW_RUN_ID: assign.flowRunId, FERRY_ATTEMPT: String(assign.attempt) },
-    });
-    this.child = child;
-    this.pipeLines(child.stdout, "info");
-    this.pipeLines(child.stderr, "error");
-    child.on("message", (raw: unknown) => this.onMessage(raw));
-    child.on("error", (err) => {
-      this.handlers.logs([line("error", `could not start the flow process: ${err.message}`)]);
-    });
-    // "close" (not "exit"): it comes after the last IPC message and output line were delivered.
-    child.on("close", (code, signal) => this.onExit(code, signal));
+    const sink: FlowChildSink = {
+      message: (msg) => this.onMessage(msg),
+      badMessage: (problem) => this.handlers.logs([line("error", `agent: the flow process sent a bad message: ${problem}`)]),
+      line: (level, text) => {
+        if (!this.ended) this.handlers.logs([line(level, text)]);
+      },
+      closed: (code, signal) => this.onExit(code, signal),
+    };
+    this.sink = sink;
+    if (prepared?.alive) {
+      this.warm = true;
+      this.child = prepared;
+      prepared.setSink(sink);
+      this.sendStart();
+    } else {
+      this.child = FlowChild.spawn(this.options.workDir, this.processEnv(), sink);
+    }
     if (assign.timeoutMs) {
       this.timeout = setTimeout(
         () => this.stop({ type: "FAILED", name: "TimedOut", message: `flow run exceeded its timeout of ${assign.timeoutMs} ms` }),
@@ -80,61 +189,72 @@ export class FlowProcess {
     }
   }
 
+  private processEnv(): Record<string, string> {
+    return {
+      FERRY_FLOW_RUN_ID: this.assign.flowRunId,
+      FERRY_ATTEMPT: String(this.assign.attempt),
+      FERRY_AGENT_NAME: this.options.agentName ?? "agent",
+    };
+  }
+
   /** Ends the process (SIGTERM, then SIGKILL after the grace period); the run ends in `state`. */
   stop(state: StateProposal): void {
-    if (!this.child || this.child.exitCode !== null || this.child.signalCode !== null) return;
+    if (!this.child?.alive || this.ended) return;
     this.stopReason ??= { state };
     this.child.kill("SIGTERM");
     this.killTimer = setTimeout(() => this.child?.kill("SIGKILL"), this.options.killGraceMs);
   }
 
   slotsGranted(taskRunId: string): void {
-    if (this.child?.connected) this.child.send({ type: "slots.granted", v: PROTOCOL_VERSION, taskRunId });
+    this.child?.send({ type: "slots.granted", v: PROTOCOL_VERSION, taskRunId });
   }
 
   /** Ends the process at once without reporting a state (the attempt is no longer ours). */
   kill(): void {
+    if (this.ended) return;
     this.stopReason ??= { state: { type: "CANCELLED", name: "Cancelled" } };
     this.child?.kill("SIGKILL");
   }
 
-  private onMessage(raw: unknown): void {
-    const parsed = validateMessage(FromFlowProcess, raw);
-    if (!parsed.ok) {
-      this.handlers.logs([line("error", `agent: the flow process sent a bad message: ${parsed.message}`)]);
+  private sendStart(): void {
+    const entrypoint = resolveEntrypoint(this.options.workDir, this.assign.entrypoint);
+    if (!entrypoint) {
+      this.handlers.logs([
+        line(
+          "error",
+          `agent: entrypoint ${this.assign.entrypoint} is outside the work directory ${resolve(this.options.workDir)}`,
+        ),
+      ]);
+      this.stop({
+        type: "FAILED",
+        name: "Failed",
+        message: `entrypoint ${this.assign.entrypoint} is outside the agent's work directory`,
+      });
       return;
     }
-    const msg = parsed.value;
+    this.child?.send({
+      type: "start",
+      v: PROTOCOL_VERSION,
+      flowRunId: this.assign.flowRunId,
+      attempt: this.assign.attempt,
+      entrypoint,
+      flowName: this.assign.flowName,
+      parameters: this.assign.parameters,
+      retriesLeft: this.assign.retriesLeft,
+      ...(this.options.resultDir ? { resultDir: this.options.resultDir } : {}),
+      ...(this.assign.schedule ? { schedule: this.assign.schedule } : {}),
+    });
+  }
+
+  private onMessage(msg: FromFlowProcess): void {
+    if (msg.type !== "ready" && msg.type !== "prepared") this.heard = true;
     switch (msg.type) {
-      case "ready": {
-        // Entrypoints are relative to the work directory and may not leave it.
-        const root = resolve(this.options.workDir);
-        const entrypoint = resolve(root, this.assign.entrypoint);
-        if (!entrypoint.startsWith(`${root}${sep}`)) {
-          this.handlers.logs([
-            line("error", `agent: entrypoint ${this.assign.entrypoint} is outside the work directory ${root}`),
-          ]);
-          this.stop({
-            type: "FAILED",
-            name: "Failed",
-            message: `entrypoint ${this.assign.entrypoint} is outside the agent's work directory`,
-          });
-          return;
-        }
-        this.child?.send({
-          type: "start",
-          v: PROTOCOL_VERSION,
-          flowRunId: this.assign.flowRunId,
-          attempt: this.assign.attempt,
-          entrypoint,
-          flowName: this.assign.flowName,
-          parameters: this.assign.parameters,
-          retriesLeft: this.assign.retriesLeft,
-          ...(this.options.resultDir ? { resultDir: this.options.resultDir } : {}),
-          ...(this.assign.schedule ? { schedule: this.assign.schedule } : {}),
-        });
+      case "ready":
+        // A cold process has loaded: the agent answers with the run.
+        if (!this.warm) this.sendStart();
         return;
-      }
+      case "prepared":
+        return;
       case "running":
         this.handlers.running();
         return;
@@ -146,6 +266,8 @@ export class FlowProcess {
         return;
       case "finished":
         this.finished = msg;
+        // A process that stays for another run does not exit: the run ends here.
+        if (msg.reusable) setTimeout(() => this.endReusable(), OUTPUT_DRAIN_MS);
         return;
       case "slots.acquire":
         this.handlers.acquireSlots(msg.taskRunId, msg.tags);
@@ -157,9 +279,31 @@ export class FlowProcess {
     }
   }
 
+  private endReusable(): void {
+    const child = this.child;
+    if (this.ended || !child?.alive || this.stopReason || !this.finished) return;
+    this.ended = true;
+    clearTimeout(this.timeout);
+    child.setSink(quietSink());
+    this.handlers.exited(this.finished.state);
+    if (this.reusable) this.reusable(child);
+    else child.kill("SIGTERM");
+  }
+
   private onExit(code: number | null, signal: NodeJS.Signals | null): void {
+    if (this.ended) return;
+    if (this.warm && !this.heard && !this.stopReason && this.sink) {
+      // The warm process died before the run began in it (e.g. killed while idle, just before
+      // the agent noticed): nothing of the run has happened yet, so it starts cold instead.
+      const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
+      this.handlers.logs([line("info", `agent: the warm flow process ${how} before the run began; starting it cold`)]);
+      this.warm = false;
+      this.child = FlowChild.spawn(this.options.workDir, this.processEnv(), this.sink);
+      return;
+    }
     clearTimeout(this.timeout);
     clearTimeout(this.killTimer);
+    this.ended = true;
     let state: StateProposal;
     if (this.stopReason) state = this.stopReason.state;
     else if (this.finished) state = this.finished.state;
@@ -168,12 +312,6 @@ export class FlowProcess {
       state = { type: "CRASHED", name: "Crashed", message: `the flow process ${how} before reporting a result` };
     }
     this.handlers.exited(state);
-  }
-
-  private pipeLines(stream: NodeJS.ReadableStream | null, level: "info" | "error"): void {
-    if (!stream) return;
-    const rl = createInterface({ input: stream, crlfDelay: Number.POSITIVE_INFINITY });
-    rl.on("line", (text) => this.handlers.logs([line(level, text)]));
   }
 }
 

@@ -233,6 +233,12 @@ export function buildProgram(): Command {
     .option("--drain-timeout <duration>", "on SIGTERM/SIGINT, time to let running flows finish", "30s")
     .option("--reconnect-max <duration>", "longest wait between reconnect attempts", "15s")
     .option("--result-dir <dir>", "where task results are kept for reuse (default: <work-dir>/.ferry/results)")
+    .option("--warm-pool <n>", "idle flow processes kept loaded per entrypoint for warm starts (0: always cold)", "2")
+    .option(
+      "--max-runs-per-process <n>",
+      "runs one warm process may serve (1: a fresh process per run; more lets user module state persist)",
+      "1",
+    )
     .action(async (flags) => {
       const f = parseFlags(
         z.object({
@@ -246,6 +252,8 @@ export function buildProgram(): Command {
           drainTimeout: DurationFlag,
           reconnectMax: DurationFlag,
           resultDir: z.string().min(1).optional(),
+          warmPool: z.coerce.number().int().min(0).max(32),
+          maxRunsPerProcess: z.coerce.number().int().min(1).max(10_000),
           api: z.string().optional(),
           token: z.string().optional(),
         }),
@@ -263,12 +271,14 @@ export function buildProgram(): Command {
         workDir: resolve(f.workDir),
         reconnectMaxMs: f.reconnectMax,
         resultDir: resolve(f.resultDir ?? join(f.workDir, ".ferry", "results")),
+        warmPool: f.warmPool,
+        maxRunsPerProcess: f.maxRunsPerProcess,
         stateDir: resolve(f.stateDir ?? join(f.workDir, ".ferry", "agents", f.name.replace(/[^A-Za-z0-9_.-]/g, "_"))),
         ...(f.agentId ? { agentId: f.agentId } : {}),
       });
       a.start();
       process.stdout.write(
-        `Ferry agent ${f.name} serving pools ${(f.pool ?? ["default"]).join(", ")} (concurrency ${f.concurrency})\n`,
+        `Ferry agent ${f.name} serving pools ${(f.pool ?? ["default"]).join(", ")} (concurrency ${f.concurrency}, warm pool ${f.warmPool})\n`,
       );
       const drainMs = f.drainTimeout;
       const shutdown = async () => {

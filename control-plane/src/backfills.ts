@@ -32,6 +32,8 @@ export class Backfiller {
   private timer: NodeJS.Timeout | undefined;
   private unsubscribe: (() => void) | undefined;
   private active = false;
+  /** No backfill was running at the last pass: run changes need no pass (the timer still looks). */
+  private idle = false;
   private readonly passes: SerialPass;
 
   constructor(
@@ -55,7 +57,8 @@ export class Backfiller {
     this.timer = setInterval(() => this.kick(), this.intervalMs);
     this.timer.unref();
     this.unsubscribe = changesOf(this.db).subscribe((c) => {
-      if (c.kind === "runs" || (c.kind === "wake" && c.worker === "backfiller")) this.passes.kick();
+      // Run changes make room only while a backfill runs; creating or resuming one kicks.
+      if ((c.kind === "runs" && !this.idle) || (c.kind === "wake" && c.worker === "backfiller")) this.passes.kick();
     });
     this.kick();
   }
@@ -75,6 +78,7 @@ export class Backfiller {
 
   async pass(): Promise<number> {
     const active = await this.db.backfill.findMany({ where: { status: "RUNNING" } });
+    this.idle = active.length === 0;
     let created = 0;
     for (const b of active) {
       try {

@@ -2,9 +2,12 @@
 import { flow, log, task } from "@ferry/sdk";
 import { z } from "zod";
 
-/** The first line of the body logs when it ran: start latency is measured up to here. */
+/**
+ * The first line of the body logs when it ran (start latency is measured up to here) and when
+ * its process started (before the run was created: a warm start).
+ */
 export const hello = flow({ name: "bench-start" }, async () => {
-  log.info(`body-start ${Date.now()}`);
+  log.info(`body-start ${Date.now()} ${Math.round(performance.timeOrigin)}`);
 });
 
 export const noop = task({ name: "noop" }, async (i: number) => i);

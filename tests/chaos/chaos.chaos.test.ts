@@ -126,6 +126,11 @@ for (const provider of PROVIDERS) {
         await sleep(rand(100, 1200));
         const killedAt = Date.now();
         victim.child.kill("SIGKILL");
+        // Its flow processes, running or waiting in its warm pool, notice the closed IPC channel and exit.
+        const victimName = victim.child.spawnargs[victim.child.spawnargs.indexOf("--name") + 1];
+        await waitUntil("no flow process of the killed agent is left", async () =>
+          flowProcesses().every((p) => p.agent !== victimName),
+        );
         const crashed = await until(r.id, "CRASHED", (x) => x.states.some((s) => s.type === "CRASHED"), LEASE_MS * 3);
         const crashState = crashed.states.find((s) => s.type === "CRASHED");
         assert.match(crashState?.message ?? "", /lease expired/);

@@ -266,17 +266,39 @@ export class TcpProxy {
   }
 }
 
-/** Flow processes alive on this machine, found by the FERRY_FLOW_RUN_ID the agent gives them. */
-export function flowProcesses(): { pid: number; flowRunId: string }[] {
-  const found: { pid: number; flowRunId: string }[] = [];
+export interface FlowProcessInfo {
+  pid: number;
+  /** The run it runs; undefined for a warm process waiting in its agent's pool. */
+  flowRunId: string | undefined;
+  /** Started by the warm pool (ahead of its run). */
+  warm: boolean;
+  /** A warm process prepared and waiting for a run (`ferry-flow loading <agent>` while it prepares). */
+  idle: boolean;
+  /** The agent that started it (FERRY_AGENT_NAME). */
+  agent: string | undefined;
+}
+
+/**
+ * Flow processes alive on this machine: cold ones carry FERRY_FLOW_RUN_ID in their environment,
+ * warm ones FERRY_FLOW_WARM; the runner sets the title `ferry-flow run <id>` while it runs a
+ * run and `ferry-flow warm <agent>` while it waits in an agent's pool (flowRunId undefined).
+ */
+export function flowProcesses(): FlowProcessInfo[] {
+  const found: FlowProcessInfo[] = [];
   for (const entry of readdirSync("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
     try {
       const env = readFileSync(`/proc/${entry}/environ`, "utf8");
-      const match = /(?:^|\0)FERRY_FLOW_RUN_ID=([^\0]+)/.exec(env);
+      const fromEnv = /(?:^|\0)FERRY_FLOW_RUN_ID=([^\0]+)/.exec(env)?.[1];
+      const warm = /(?:^|\0)FERRY_FLOW_WARM=1(?:\0|$)/.test(env);
+      if (!fromEnv && !warm) continue;
+      const title = readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0")[0] ?? "";
       const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
-      const zombie = / Z /.test(stat.slice(stat.lastIndexOf(")")));
-      if (match?.[1] && !zombie) found.push({ pid: Number(entry), flowRunId: match[1] });
+      if (/ Z /.test(stat.slice(stat.lastIndexOf(")")))) continue; // a zombie has ended
+      const running = /^ferry-flow run (\S+)/.exec(title)?.[1];
+      const agent = /(?:^|\0)FERRY_AGENT_NAME=([^\0]+)/.exec(env)?.[1];
+      const idle = warm && title.startsWith("ferry-flow warm ");
+      found.push({ pid: Number(entry), flowRunId: running ?? fromEnv, warm, idle, agent });
     } catch {
       // the process ended while we looked
     }

@@ -57,6 +57,7 @@ export async function runDev(options: DevOptions): Promise<void> {
     name: "local",
     pools: ["default"],
     capacity: 4,
+    warmPool: 2,
     workDir: cwd,
     stateDir: join(stateDir(cwd), "agents", "local"),
     resultDir: join(stateDir(cwd), "results"),
@@ -82,7 +83,7 @@ export async function runDev(options: DevOptions): Promise<void> {
     "Ferry is running.",
     `  API:         ${cp.url}  (database: ${cp.database.provider})`,
     ...(web ? [`  Web app:     ${web.url}  (sign in with an API token, e.g. the admin token in .ferry/config.json)`] : []),
-    "  Agent:       local (pool default, concurrency 4)",
+    "  Agent:       local (pool default, concurrency 4, warm pool 2)",
     `  Deployments: ${deployed.join(", ") || "(none)"}`,
     ...(printToken
       ? ["", "Admin token (shown once; saved in .ferry/config.json for the ferry CLI here):", `  ${adminSecret}`]
