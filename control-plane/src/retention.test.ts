@@ -1,22 +1,16 @@
 import assert from "node:assert/strict";
-import { randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { after, before, beforeEach, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { type Db, type OpenDatabase, openDatabase } from "@ferry/prisma";
+import type { Db } from "@ferry/prisma";
 import type { StateType } from "@ferry/sdk/protocol";
 import { newId } from "./ids.ts";
 import { logger } from "./logger.ts";
 import { RetentionJob, type RetentionOptions } from "./retention.ts";
+import { emptyDatabase, type TestDatabase } from "./test-database.ts";
 
 // Retention against real databases: SQLite on a temporary file, and PostgreSQL on a fresh
 // database (FERRY_TEST_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432/postgres),
 // skipped with the reason when no server answers unless FERRY_REQUIRE_POSTGRES=1.
-
-const PG_ADMIN_URL = process.env.FERRY_TEST_POSTGRES_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
-const REQUIRE_POSTGRES = process.env.FERRY_REQUIRE_POSTGRES === "1";
 
 const DAY = 86_400_000;
 const NOW = new Date("2026-12-01T12:00:00.000Z");
@@ -24,73 +18,6 @@ const MAX_AGE = 30 * DAY;
 const OLD = new Date(NOW.getTime() - 40 * DAY);
 const RECENT = new Date(NOW.getTime() - DAY);
 const quiet = logger.child({ component: "retention" }, { level: "silent" });
-
-interface Harness {
-  database: OpenDatabase;
-  close(): Promise<void>;
-}
-
-async function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-async function sqliteHarness(): Promise<Harness> {
-  const dir = mkdtempSync(join(tmpdir(), "ferry-retention-"));
-  const database = await openDatabase(`file:${join(dir, "t.db")}`);
-  return {
-    database,
-    async close() {
-      await database.close();
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}
-
-/** A fresh `ferry_ret_*` database, dropped on close; a string (the reason) when no server answers. */
-async function postgresHarness(): Promise<Harness | string> {
-  const admin = await openDatabase(PG_ADMIN_URL, { migrate: false });
-  try {
-    await withTimeout(admin.db.$queryRawUnsafe("SELECT 1"), 5_000, "connect");
-  } catch (err) {
-    await admin.close().catch(() => undefined);
-    // Prisma's message ends with the driver's reason ("Can't reach database server at ...").
-    const cause = (err instanceof Error ? err.message : String(err)).trim().split("\n").at(-1);
-    const reason = `PostgreSQL not reachable at ${PG_ADMIN_URL}: ${cause}`;
-    if (REQUIRE_POSTGRES) throw new Error(`${reason} (FERRY_REQUIRE_POSTGRES=1)`);
-    return reason;
-  }
-  const name = `ferry_ret_${randomBytes(6).toString("hex")}`;
-  await admin.db.$executeRawUnsafe(`CREATE DATABASE "${name}"`);
-  const url = new URL(PG_ADMIN_URL);
-  url.pathname = `/${name}`;
-  const drop = async () => {
-    await admin.db.$executeRawUnsafe(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
-    await admin.close();
-  };
-  try {
-    const database = await openDatabase(url.toString());
-    return {
-      database,
-      async close() {
-        await database.close();
-        await drop();
-      },
-    };
-  } catch (err) {
-    await drop();
-    throw err;
-  }
-}
 
 interface RunSpec {
   workspaceId: string;
@@ -268,13 +195,13 @@ const PROVIDERS = ["sqlite", "postgresql"] as const;
 
 for (const provider of PROVIDERS) {
   describe(`retention on ${provider}`, () => {
-    let harness: Harness | undefined;
+    let harness: TestDatabase | undefined;
     let unavailable: string | undefined;
     const A = "ws-a";
     const B = "ws-b";
 
     before(async () => {
-      const made = provider === "sqlite" ? await sqliteHarness() : await postgresHarness();
+      const made = await emptyDatabase(provider);
       if (typeof made === "string") unavailable = made;
       else harness = made;
     });

@@ -102,6 +102,12 @@ export async function openDatabase(url: string, options: OpenDatabaseOptions = {
     ]);
     // DateTime values are written as ISO-8601 text (the adapter's default "iso8601" format).
     const db = new PrismaClient({ adapter: new PrismaBetterSqlite3({ url: file, timeout: SQLITE_BUSY_TIMEOUT_MS }) });
+    // Durable commits: better-sqlite3 builds with NORMAL as WAL's default, which can lose the last
+    // transactions on power loss. FULL syncs the WAL at every commit (the adapter holds one
+    // connection, so the setting holds for every query). Bulk event writes keep commits few.
+    await db.$executeRawUnsafe("PRAGMA synchronous = FULL");
+    // 64 MiB of page cache instead of 2: the indexes of a 100,000-task run stay in memory.
+    await db.$executeRawUnsafe("PRAGMA cache_size = -65536");
     return { db, provider, url, close: () => db.$disconnect() };
   }
 

@@ -1,6 +1,6 @@
 import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
-import type { Db } from "@ferry/prisma";
+import type { Db, Provider } from "@ferry/prisma";
 import {
   type AgentMessage,
   AgentMessage as AgentMessageSchema,
@@ -36,6 +36,8 @@ import { AgentConnection } from "./connection.ts";
 const BEAT_FLUSH_MS = 1_000;
 
 export interface HubOptions {
+  /** The database's provider: bulk writes of run events differ slightly between them. */
+  provider?: Provider;
   heartbeatIntervalMs: number;
   leaseMs: number;
   serverVersion: string;
@@ -449,7 +451,7 @@ export class AgentHub {
 
   private async onEvents(conn: AgentConnection, msg: RunEventBatch): Promise<void> {
     const run = await this.ownedRun(conn, msg);
-    await applyRunEvents(this.db, run, msg.attempt, msg.events);
+    await applyRunEvents(this.db, run, msg.attempt, msg.events, this.options.provider);
     this.options.onIngested?.("events", msg.events.length);
     const published = msg.events.filter((e): e is EventPublished => e.kind === "event.published");
     if (published.length) await this.options.onPublished?.(conn.workspaceId, published);

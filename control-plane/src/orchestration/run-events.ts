@@ -1,4 +1,4 @@
-import type { Db } from "@ferry/prisma";
+import type { Db, Provider } from "@ferry/prisma";
 import type { FlowRun } from "@ferry/prisma/sqlite";
 import {
   isTerminal,
@@ -10,6 +10,7 @@ import {
 } from "@ferry/sdk/protocol";
 import { runChanged } from "../changes.ts";
 import { newId } from "../ids.ts";
+import { insertEdges, insertTaskRunStates, insertTaskRuns, updateTaskRunStates } from "./bulk-sql.ts";
 import { flowRunTree, proposeFlowRunState, storable } from "./flow-runs.ts";
 
 /**
@@ -18,7 +19,13 @@ import { flowRunTree, proposeFlowRunState, storable } from "./flow-runs.ts";
  * batch replayed after a reconnect changes nothing. Creations are applied before states,
  * which is safe because a producer always emits an entity's creation before its states.
  */
-export async function applyRunEvents(db: Db, root: FlowRun, attempt: number, events: readonly RunEvent[]): Promise<void> {
+export async function applyRunEvents(
+  db: Db,
+  root: FlowRun,
+  attempt: number,
+  events: readonly RunEvent[],
+  provider: Provider = "sqlite",
+): Promise<void> {
   const workspaceId = root.workspaceId;
   const childCreates = events.filter((e) => e.kind === "flow_run.created");
   const taskCreates = events.filter((e): e is TaskRunCreated => e.kind === "task_run.created");
@@ -76,57 +83,39 @@ export async function applyRunEvents(db: Db, root: FlowRun, attempt: number, eve
   }
 
   if (taskCreates.length) {
-    const existing = await db.taskRun.findMany({ where: { id: { in: taskCreates.map((e) => e.id) } }, select: { id: true } });
-    const have = new Set(existing.map((r) => r.id));
-    // Skip task runs already stored, duplicates within the batch, and a second id for a call
-    // (run, attempt, task, index) already recorded: a batch must never fail on a replay.
-    const calls = await db.taskRun.findMany({
-      where: {
-        flowRunId: { in: [...new Set(taskCreates.map((e) => e.flowRunId))] },
+    const now = new Date();
+    const rows = taskCreates
+      .filter((e) => knownRuns.has(e.flowRunId))
+      .map((e) => ({
+        id: e.id,
+        workspaceId,
+        flowRunId: e.flowRunId,
         flowRunAttempt: attempt,
-        taskKey: { in: [...new Set(taskCreates.map((e) => e.taskKey))] },
-      },
-      select: { flowRunId: true, taskKey: true, dynamicKey: true },
-    });
-    const taken = new Set(calls.map((c) => `${c.flowRunId}\u0000${c.taskKey}\u0000${c.dynamicKey}`));
-    const fresh = taskCreates.filter((e) => {
-      const call = `${e.flowRunId}\u0000${e.taskKey}\u0000${e.dynamicKey}`;
-      if (have.has(e.id) || taken.has(call) || !knownRuns.has(e.flowRunId)) return false;
-      have.add(e.id);
-      taken.add(call);
-      return true;
-    });
-    if (fresh.length) {
-      await db.$transaction([
-        db.taskRun.createMany({
-          data: fresh.map((e) => ({
-            id: e.id,
-            workspaceId,
-            flowRunId: e.flowRunId,
-            flowRunAttempt: attempt,
-            taskKey: e.taskKey,
-            dynamicKey: e.dynamicKey,
-            name: e.name,
-            tagsJson: JSON.stringify(e.tags),
-            stateType: "PENDING",
-            stateName: "Pending",
-            stateTimestamp: new Date(e.timestamp),
-            maxRetries: e.maxRetries,
-            childFlowRunId: e.childFlowRunId ?? null,
-          })),
-        }),
-        db.taskRunEdge.createMany({
-          data: fresh.flatMap((e) =>
-            [...new Set(e.upstream)].map((upstreamId) => ({
+        taskKey: e.taskKey,
+        dynamicKey: e.dynamicKey,
+        name: e.name,
+        tagsJson: JSON.stringify(e.tags),
+        stateTimestamp: new Date(e.timestamp),
+        maxRetries: e.maxRetries,
+        childFlowRunId: e.childFlowRunId ?? null,
+      }));
+    // A task run already stored (by id, or a second id for a call already recorded) is skipped
+    // by the insert itself, and only the task runs inserted now get their edges: a replayed
+    // batch writes nothing.
+    await db.$transaction(async (tx) => {
+      const inserted = await insertTaskRuns(tx, rows, now);
+      const edges = taskCreates.flatMap((e) =>
+        inserted.has(e.id)
+          ? [...new Set(e.upstream)].map((upstreamId) => ({
               workspaceId,
               flowRunId: e.flowRunId,
               upstreamId,
               downstreamId: e.id,
-            })),
-          ),
-        }),
-      ]);
-    }
+            }))
+          : [],
+      );
+      await insertEdges(tx, edges);
+    });
   }
 
   for (const e of childStates) {
@@ -142,66 +131,65 @@ export async function applyRunEvents(db: Db, root: FlowRun, attempt: number, eve
     });
   }
 
-  if (taskStates.length) await applyTaskStates(db, workspaceId, taskStates);
+  if (taskStates.length) await applyTaskStates(db, provider, workspaceId, taskStates);
   if (events.length)
     runChanged(db, workspaceId, root.id, childCreates.length || childStates.length ? ["tasks", "state"] : ["tasks"]);
 }
 
-async function applyTaskStates(db: Db, workspaceId: string, events: readonly TaskRunStateChanged[]): Promise<void> {
-  const seen = await db.taskRunState.findMany({ where: { id: { in: events.map((e) => e.eventId) } }, select: { id: true } });
-  const done = new Set(seen.map((s) => s.id));
-  const fresh = events.filter((e) => {
-    if (done.has(e.eventId)) return false;
-    done.add(e.eventId); // duplicates within one batch count once
-    return true;
-  });
-  if (!fresh.length) return;
+async function applyTaskStates(
+  db: Db,
+  provider: Provider,
+  workspaceId: string,
+  events: readonly TaskRunStateChanged[],
+): Promise<void> {
   const runs = await db.taskRun.findMany({
-    where: { workspaceId, id: { in: [...new Set(fresh.map((e) => e.taskRunId))] } },
-    select: { id: true, startTime: true },
+    where: { workspaceId, id: { in: [...new Set(events.map((e) => e.taskRunId))] } },
+    select: { id: true },
   });
-  const byId = new Map(runs.map((r) => [r.id, r]));
-  const valid = fresh.filter((e) => byId.has(e.taskRunId));
-  // The last new state of each task run becomes its current state.
-  const latest = new Map<string, TaskRunStateChanged>();
-  const firstRunning = new Map<string, Date>();
-  for (const e of valid) {
-    latest.set(e.taskRunId, e);
-    if (e.state.type === "RUNNING" && !firstRunning.has(e.taskRunId)) firstRunning.set(e.taskRunId, new Date(e.timestamp));
-  }
-  await db.$transaction([
-    db.taskRunState.createMany({
-      data: valid.map((e) => ({
+  const known = new Set(runs.map((r) => r.id));
+  const valid = events.filter((e) => known.has(e.taskRunId));
+  if (!valid.length) return;
+  const now = new Date();
+  await db.$transaction(async (tx) => {
+    // Only states inserted now (their event id is new) move a task run: a replay changes nothing.
+    const inserted = await insertTaskRunStates(
+      tx,
+      valid.map((e) => ({
         id: e.eventId,
         workspaceId,
         taskRunId: e.taskRunId,
         type: e.state.type,
         name: e.state.name,
-        message: storable(e.state.message),
+        message: storable(e.state.message) ?? null,
         timestamp: new Date(e.timestamp),
         attempt: e.attempt,
       })),
-    }),
-    ...[...latest.values()].map((e) => {
+    );
+    // The last new state of each task run becomes its current state.
+    const latest = new Map<string, TaskRunStateChanged>();
+    const firstRunning = new Map<string, Date>();
+    for (const e of valid) {
+      if (!inserted.has(e.eventId)) continue;
+      latest.set(e.taskRunId, e);
+      if (e.state.type === "RUNNING" && !firstRunning.has(e.taskRunId)) firstRunning.set(e.taskRunId, new Date(e.timestamp));
+    }
+    const updates = [...latest.values()].map((e) => {
       const at = new Date(e.timestamp);
-      const started = firstRunning.get(e.taskRunId);
-      // A task run that ended (or was ended with its flow run) stays ended.
-      return db.taskRun.updateMany({
-        where: { id: e.taskRunId, stateType: { notIn: [...TERMINAL_STATES] } },
-        data: {
-          stateType: e.state.type,
-          stateName: e.state.name,
-          stateMessage: storable(e.state.message),
-          stateTimestamp: at,
-          attempt: e.attempt,
-          ...(e.resultRef ? { resultRef: e.resultRef } : {}),
-          ...(e.cacheKey ? { cacheKey: e.cacheKey } : {}),
-          ...(started && !byId.get(e.taskRunId)?.startTime ? { startTime: started } : {}),
-          ...(isTerminal(e.state.type) ? { endTime: at } : {}),
-        },
-      });
-    }),
-  ]);
+      return {
+        id: e.taskRunId,
+        stateType: e.state.type,
+        stateName: e.state.name,
+        stateMessage: storable(e.state.message) ?? null,
+        stateTimestamp: at,
+        attempt: e.attempt,
+        resultRef: e.resultRef ?? null,
+        cacheKey: e.cacheKey ?? null,
+        startTime: firstRunning.get(e.taskRunId) ?? null,
+        endTime: isTerminal(e.state.type) ? at : null,
+      };
+    });
+    await updateTaskRunStates(tx, provider, updates, TERMINAL_STATES, now);
+  });
 }
 
 /**

@@ -1,8 +1,8 @@
-import { randomUUID } from "node:crypto";
 import type { z } from "zod";
 import { type Duration, toMs } from "../duration.ts";
 import { errorMessage, errorReport, ParameterError, TimeoutError } from "../errors.ts";
 import type { JsonObject, ScheduleInfo, StateProposal } from "../protocol/common.ts";
+import { newId } from "./ids.ts";
 import type { ResultStore } from "./result-store.ts";
 import { collectUpstream, recordResult, toJsonObject } from "./results.ts";
 import { currentScope, type FlowRunScope, nextDynamicKey, type RunReporter, runInScope } from "./scope.ts";
@@ -203,8 +203,8 @@ export async function executeFlow(def: FlowDef, self: unknown, rawParams: unknow
 async function callChildFlow(def: FlowDef, self: unknown, rawParams: unknown, parent: FlowRunScope): Promise<unknown> {
   const params = parseParams(def, rawParams);
   const reporter = parent.reporter;
-  const taskRunId = randomUUID();
-  const childId = randomUUID();
+  const taskRunId = newId();
+  const childId = newId();
   const dynamicKey = nextDynamicKey(parent, `flow:${def.name}`);
   const now = () => new Date().toISOString();
   reporter.event({
@@ -231,8 +231,8 @@ async function callChildFlow(def: FlowDef, self: unknown, rawParams: unknown, pa
     timestamp: now(),
   });
   const setState = (state: StateProposal) => {
-    reporter.event({ kind: "flow_run.state", eventId: randomUUID(), flowRunId: childId, state, timestamp: now() });
-    reporter.event({ kind: "task_run.state", eventId: randomUUID(), taskRunId, attempt: 1, state, timestamp: now() });
+    reporter.event({ kind: "flow_run.state", eventId: newId(), flowRunId: childId, state, timestamp: now() });
+    reporter.event({ kind: "task_run.state", eventId: newId(), taskRunId, attempt: 1, state, timestamp: now() });
   };
   setState({ type: "RUNNING", name: "Running" });
   const child: FlowRunScope = { ...parent, flowRunId: childId, flowName: def.name, parameters, dynamicKeys: new Map() };

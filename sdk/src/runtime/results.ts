@@ -2,17 +2,21 @@
  * Finds the task runs whose results appear in a value passed to a task or flow: the
  * data edges of the dynamic DAG. Results are recognised by identity (objects, arrays
  * and promises a task returned), so primitives (numbers, strings) carry no edge.
- * The walk is bounded so a huge argument cannot make a call slow.
+ * The walk is bounded so a huge argument cannot make a call slow, and so are the edges: a
+ * task run names at most `LIMITS.maxBatch` (1,000) upstream task runs, the most a
+ * `task_run.created` event carries (a bigger fan-in is best reduced in groups).
  */
+import { LIMITS } from "../protocol/common.ts";
+
 const MAX_DEPTH = 4;
 const MAX_NODES = 10_000;
 
-export function collectUpstream(value: unknown, results: WeakMap<object, string>): string[] {
+export function collectUpstream(value: unknown, results: WeakMap<object, string>, max: number = LIMITS.maxBatch): string[] {
   const found = new Set<string>();
   const seen = new Set<object>();
   let budget = MAX_NODES;
   const visit = (v: unknown, depth: number): void => {
-    if (typeof v !== "object" || v === null || budget-- <= 0 || seen.has(v)) return;
+    if (typeof v !== "object" || v === null || budget-- <= 0 || found.size >= max || seen.has(v)) return;
     seen.add(v);
     const id = results.get(v);
     if (id !== undefined) {

@@ -5,6 +5,7 @@ import { NonRetriableError, ParameterError } from "../errors.ts";
 import { flow, flowsInModule, flowsOf, task } from "./authoring.ts";
 import { runLocal } from "./local.ts";
 import { log } from "./scope.ts";
+import { DEFAULT_MAP_CONCURRENCY } from "./task.ts";
 
 const double = task({ name: "double" }, async (x: { v: number }) => ({ v: x.v * 2 }));
 const sum = task({ name: "sum" }, async (xs: { v: number }[]) => xs.reduce((a, b) => a + b.v, 0));
@@ -45,6 +46,32 @@ test("map respects the concurrency cap", async () => {
   const run = await runLocal(f, {});
   assert.deepEqual(run.result, [1, 2, 3, 4, 5, 6, 7]);
   assert.equal(peak, 3);
+});
+
+test("a map without a concurrency holds DEFAULT_MAP_CONCURRENCY task runs in flight, not all of them", async () => {
+  let inFlight = 0;
+  let peak = 0;
+  const gated = task({ name: "gated" }, async (i: number) => {
+    inFlight++;
+    peak = Math.max(peak, inFlight);
+    await new Promise((r) => setTimeout(r, 1));
+    inFlight--;
+    return i;
+  });
+  const n = DEFAULT_MAP_CONCURRENCY + 500;
+  const f = flow({ name: "default-cap" }, async () => gated.map(Array.from({ length: n }, (_, i) => i)));
+  const run = await runLocal(f, {});
+  assert.equal((run.result as number[]).length, n);
+  assert.equal((run.result as number[])[n - 1], n - 1);
+  assert.equal(peak, DEFAULT_MAP_CONCURRENCY);
+});
+
+test("a fan-in bigger than LIMITS.maxBatch records the first 1,000 edges and the run still completes", async () => {
+  const f = flow({ name: "wide" }, async () => sum(await double.map(Array.from({ length: 1200 }, (_, i) => ({ v: i })))));
+  const run = await runLocal(f, {});
+  assert.equal(run.state.type, "COMPLETED");
+  assert.equal(run.result, 1199 * 1200);
+  assert.equal(run.taskRuns.find((t) => t.taskKey === "sum")?.upstream.length, 1000);
 });
 
 test("a task that fails once succeeds on retry; NonRetriableError skips retries", async () => {

@@ -1,8 +1,8 @@
 import { AsyncLocalStorage } from "node:async_hooks";
-import { randomUUID } from "node:crypto";
 import { format } from "node:util";
 import { type JsonObject, LIMITS, type LogLevel, type ScheduleInfo } from "../protocol/common.ts";
 import type { LogRecord, RunEvent } from "../protocol/events.ts";
+import { newId } from "./ids.ts";
 import type { ResultStore } from "./result-store.ts";
 
 /** Where the runtime sends what happens: memory for `runLocal`, the agent over IPC in a flow process. */
@@ -126,7 +126,7 @@ export function emitEvent(name: string, payload: Record<string, unknown> = {}): 
   if (Buffer.byteLength(JSON.stringify(json)) > 64 * 1024) throw new RangeError(`the payload of event "${name}" is over 64 KiB`);
   scope.flow.reporter.event({
     kind: "event.published",
-    eventId: randomUUID(),
+    eventId: newId(),
     flowRunId: scope.flow.flowRunId,
     ...(scope.taskRunId ? { taskRunId: scope.taskRunId } : {}),
     name,

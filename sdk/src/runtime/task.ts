@@ -1,7 +1,7 @@
-import { randomUUID } from "node:crypto";
 import { type Duration, toMs } from "../duration.ts";
 import { errorMessage, errorReport, NonRetriableError, TimeoutError } from "../errors.ts";
 import type { StateProposal } from "../protocol/common.ts";
+import { newId } from "./ids.ts";
 import { hashInputs } from "./result-store.ts";
 import { collectUpstream, recordResult } from "./results.ts";
 import { currentScope, type FlowRunScope, nextDynamicKey, runInScope } from "./scope.ts";
@@ -48,8 +48,14 @@ export interface TaskDef {
 /** The item type of `task.map`: the argument for a one-parameter task, else the argument tuple. */
 export type MapItem<Args extends unknown[]> = Args extends [infer Only] ? Only : Args;
 
+/**
+ * Task runs of one `map` in flight at once unless told otherwise: enough to keep any agent busy,
+ * few enough that a 100,000-item map holds a thousand calls' state, not all of them.
+ */
+export const DEFAULT_MAP_CONCURRENCY = 1000;
+
 export interface MapOptions {
-  /** Most task runs of this map in flight at once (default: all). */
+  /** Most task runs of this map in flight at once (default: DEFAULT_MAP_CONCURRENCY, 1,000). */
   concurrency?: number;
 }
 
@@ -99,7 +105,7 @@ function emitState(
 ): void {
   flow.reporter.event({
     kind: "task_run.state",
-    eventId: randomUUID(),
+    eventId: newId(),
     taskRunId,
     attempt,
     state,
@@ -133,7 +139,7 @@ export function callTask(def: TaskDef, self: unknown, args: unknown[]): Promise<
   const flow = scope.flow;
   if (flow.signal.aborted) return Promise.reject(flow.signal.reason);
 
-  const id = randomUUID();
+  const id = newId();
   const dynamicKey = nextDynamicKey(flow, def.name);
   flow.reporter.event({
     kind: "task_run.created",
@@ -225,7 +231,7 @@ export function makeTask<Args extends unknown[], R>(def: TaskDef): Task<Args, R>
     map(items: Iterable<MapItem<Args>>, options: MapOptions = {}): Promise<R[]> {
       const list = [...items];
       const asArgs = (item: MapItem<Args>) => (def.fn.length === 1 || !Array.isArray(item) ? [item] : item) as Args;
-      return mapWithConcurrency(list, options.concurrency ?? list.length, (item) => call(...asArgs(item)));
+      return mapWithConcurrency(list, options.concurrency ?? DEFAULT_MAP_CONCURRENCY, (item) => call(...asArgs(item)));
     },
   });
 }
