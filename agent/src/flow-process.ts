@@ -166,7 +166,13 @@ export class FlowProcess {
     const { assign } = this;
     const sink: FlowChildSink = {
       message: (msg) => this.onMessage(msg),
-      badMessage: (problem) => this.handlers.logs([line("error", `agent: the flow process sent a bad message: ${problem}`)]),
+      // A report the agent cannot pass on would leave the run's record incomplete (task runs or
+      // states missing): the run ends CRASHED, saying why, rather than going on with a gap.
+      badMessage: (problem) => {
+        const message = `agent: the flow process sent a bad message: ${problem}`;
+        this.handlers.logs([line("error", message)]);
+        this.stop({ type: "CRASHED", name: "Crashed", message: message.slice(0, 2000) });
+      },
       line: (level, text) => {
         if (!this.ended) this.handlers.logs([line(level, text)]);
       },

@@ -216,6 +216,22 @@ for (const provider of PROVIDERS) {
       }
     });
 
+    test("a flow process that breaks the IPC protocol ends its run CRASHED, saying why", { skip }, async () => {
+      await server().api.deployments.upsert.mutate({
+        name: "bad-ipc",
+        flowName: "bad-ipc",
+        entrypoint: "flows/bad-ipc.ts",
+        paramsSchema: { type: "object" },
+      });
+      const created = await server().api.runs.create.mutate({ deployment: "bad-ipc" });
+      const run = await waitUntil("the run to end", async () => {
+        const r = await server().api.runs.get.query({ id: created.id });
+        return r.stateType === "CRASHED" || r.stateType === "COMPLETED" || r.stateType === "FAILED" ? r : undefined;
+      });
+      assert.equal(run.stateType, "CRASHED");
+      assert.match(run.stateMessage ?? "", /sent a bad message/);
+    });
+
     test("deployments with an entrypoint outside the agent's directory are refused", { skip }, async () => {
       const res = await trpcStatus(server(), "deployments.upsert", server().adminToken, {
         name: "escape",
