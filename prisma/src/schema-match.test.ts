@@ -788,7 +788,9 @@ describe("PostgreSQL", () => {
     const url = await requireServer(t);
     if (!url) return;
     const client = await connect(url);
-    const pool = new pg.Pool({ connectionString: url, max: 2 });
+    // Named, so the lock check below sees only this test's sessions (other test files run at the same time).
+    const poolName = `ferry-migrate-twice-${randomBytes(4).toString("hex")}`;
+    const pool = new pg.Pool({ connectionString: url, max: 2, application_name: poolName });
     try {
       await migrate({ provider: "postgresql", client });
       const shape = await describePostgres(client);
@@ -797,7 +799,11 @@ describe("PostgreSQL", () => {
       assert.equal(pool.idleCount, pool.totalCount, "the pool connection was released");
       assert.equal((await client.query("SELECT count(*)::int AS n FROM _prisma_migrations")).rows[0].n, ALL.length);
       assert.deepEqual(await describePostgres(client), shape);
-      const locks = await client.query("SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory'");
+      const locks = await client.query(
+        `SELECT count(*)::int AS n FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+         WHERE l.locktype = 'advisory' AND (a.pid = pg_backend_pid() OR a.application_name = $1)`,
+        [poolName],
+      );
       assert.equal(locks.rows[0].n, 0, "the advisory lock was released");
     } finally {
       await client.end();
