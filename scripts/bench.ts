@@ -1,6 +1,7 @@
 /**
- * `npm run bench`: measures the paths a user feels, on SQLite and PostgreSQL, with the
- * control plane and agent as separate processes over real sockets. Prints JSON.
+ * `npm run bench:latency` (part of `npm run bench`): measures the paths a user feels, on
+ * SQLite and PostgreSQL, with the control plane and agent as separate processes over real
+ * sockets. Prints JSON.
  *
  * - dispatch latency: run created (API call starts) → run.assign received by a connected agent
  * - start latency: run created → first line of the flow body runs, cold (a new process per run)
