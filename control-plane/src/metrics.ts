@@ -1,4 +1,4 @@
-import type { Db } from "@ferry/prisma";
+import { attachSql, type Db, sqlOf } from "@ferry/prisma";
 import { StateType } from "@ferry/sdk/protocol";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import type { Logger } from "./logger.ts";
@@ -13,6 +13,8 @@ const DB_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 
 
 /** The `model` label of raw SQL (`$queryRaw`, `$executeRaw`): Prisma model names are PascalCase, so this never collides. */
 export const RAW_MODEL = "raw";
+/** The label of statements on the direct SQL executor (prisma/src/sql.ts). */
+export const DIRECT_MODEL = "direct";
 
 /** What the gauges read when Prometheus scrapes (nothing is counted in between). */
 export interface MetricsSources {
@@ -102,7 +104,7 @@ export class ControlPlaneMetrics {
     });
     this.dbQueryDuration = new Histogram({
       name: `${PREFIX}db_query_duration_seconds`,
-      help: `Duration of database operations through Prisma, by model (${RAW_MODEL} for raw SQL) and operation`,
+      help: `Duration of database operations, by model (${RAW_MODEL} for raw SQL through Prisma, ${DIRECT_MODEL} for the hot paths' direct SQL) and operation`,
       labelNames: ["model", "operation"],
       buckets: DB_BUCKETS,
       registers,
@@ -154,6 +156,8 @@ export class ControlPlaneMetrics {
    */
   instrument(db: Db): Db {
     const histogram = this.dbQueryDuration;
+    const sql = sqlOf(db);
+    sql.onQuery = (seconds, kind) => histogram.observe({ model: DIRECT_MODEL, operation: kind }, seconds);
     const extended = db.$extends({
       query: {
         async $allOperations({ model, operation, args, query }) {
@@ -167,6 +171,7 @@ export class ControlPlaneMetrics {
       },
     });
     // A query extension changes no model's API; only the client's nominal type differs.
+    attachSql(extended, sql);
     return extended as unknown as Db;
   }
 

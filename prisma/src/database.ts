@@ -7,6 +7,7 @@ import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { PrismaClient as SqlitePrismaClient } from "../generated/sqlite/client.ts";
 import { migrate } from "./migrate.ts";
+import { attachSql, PostgresSql, type Sql, SqliteSql } from "./sql.ts";
 
 export type Provider = "sqlite" | "postgresql";
 
@@ -19,6 +20,8 @@ export type Db = SqlitePrismaClient;
 
 export interface OpenDatabase {
   db: Db;
+  /** Direct SQL on the same connection (SQLite) or pool (PostgreSQL), for hot paths; also `sqlOf(db)`. */
+  sql: Sql;
   provider: Provider;
   url: string;
   /** Disconnects the Prisma client (and its connection pool). */
@@ -101,14 +104,24 @@ export async function openDatabase(url: string, options: OpenDatabaseOptions = {
       import("../generated/sqlite/client.ts"),
     ]);
     // DateTime values are written as ISO-8601 text (the adapter's default "iso8601" format).
-    const db = new PrismaClient({ adapter: new PrismaBetterSqlite3({ url: file, timeout: SQLITE_BUSY_TIMEOUT_MS }) });
+    const adapter = new PrismaBetterSqlite3({ url: file, timeout: SQLITE_BUSY_TIMEOUT_MS });
+    const sql = new SqliteSql();
+    // The connection Prisma opens becomes the direct-SQL executor's too (see sql.ts for why one).
+    const connect = adapter.connect.bind(adapter);
+    adapter.connect = async () => {
+      const connected = await connect();
+      sql.attach(connected as unknown as Parameters<SqliteSql["attach"]>[0]);
+      return connected;
+    };
+    const db = new PrismaClient({ adapter });
     // Durable commits: better-sqlite3 builds with NORMAL as WAL's default, which can lose the last
     // transactions on power loss. FULL syncs the WAL at every commit (the adapter holds one
     // connection, so the setting holds for every query). Bulk event writes keep commits few.
     await db.$executeRawUnsafe("PRAGMA synchronous = FULL");
     // 64 MiB of page cache instead of 2: the indexes of a 100,000-task run stay in memory.
     await db.$executeRawUnsafe("PRAGMA cache_size = -65536");
-    return { db, provider, url, close: () => db.$disconnect() };
+    attachSql(db, sql);
+    return { db, sql, provider, url, close: () => db.$disconnect() };
   }
 
   const schema = postgresSchemaOf(url);
@@ -127,16 +140,26 @@ export async function openDatabase(url: string, options: OpenDatabaseOptions = {
       await client.end();
     }
   }
-  const [{ PrismaPg }, { PrismaClient }] = await Promise.all([
+  const [{ PrismaPg }, { PrismaClient }, { default: pg }] = await Promise.all([
     import("@prisma/adapter-pg"),
     import("../generated/postgresql/client.ts"),
+    import("pg"),
   ]);
-  const client = new PrismaClient({ adapter: new PrismaPg({ connectionString: url }, schema ? { schema } : undefined) });
+  // One pool for Prisma and for direct SQL; a `schema` URL parameter becomes the search path.
+  const pool = new pg.Pool({
+    connectionString: url,
+    ...(schema ? { options: `-c search_path="${schema.replace(/"/g, '""')}"` } : {}),
+  });
+  const sql = new PostgresSql(pool, pg.types);
+  const client = new PrismaClient({
+    adapter: new PrismaPg(pool, { ...(schema ? { schema } : {}), disposeExternalPool: true }),
+  });
   // The PostgreSQL client is generated from the same schema.prisma as the SQLite one (only the
   // datasource provider line differs), so it has the same models, fields and methods; its type
   // is nominally distinct only because each generated client declares its own classes. The
   // application uses nothing provider-specific (no native types, no provider-only features), so
   // one `Db` type serves both. schema-match.test.ts exercises every model through both clients.
   const db = client as unknown as Db;
-  return { db, provider, url, close: () => client.$disconnect() };
+  attachSql(db, sql);
+  return { db, sql, provider, url, close: () => client.$disconnect() };
 }

@@ -19,3 +19,12 @@ export {
   migrationsDirectory,
   readMigrations,
 } from "./migrate.ts";
+export {
+  attachSql,
+  type Sql,
+  type SqlQueries,
+  type SqlRow,
+  type SqlScalar,
+  type SqlValue,
+  sqlOf,
+} from "./sql.ts";

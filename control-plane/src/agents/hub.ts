@@ -1,6 +1,6 @@
 import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
-import type { Db, Provider } from "@ferry/prisma";
+import { type Db, type Provider, sqlOf } from "@ferry/prisma";
 import {
   type AgentMessage,
   AgentMessage as AgentMessageSchema,
@@ -28,7 +28,7 @@ import { type Dispatcher, HELD_STATES } from "../dispatcher.ts";
 import { newId } from "../ids.ts";
 import type { Logger } from "../logger.ts";
 import { lostRunState, proposeFlowRunState } from "../orchestration/flow-runs.ts";
-import { applyLogs, applyRunEvents } from "../orchestration/run-events.ts";
+import { applyLogs, applyRunEvents, type RootRun } from "../orchestration/run-events.ts";
 import type { TagSlots } from "../slots.ts";
 import { AgentConnection } from "./connection.ts";
 
@@ -438,8 +438,12 @@ export class AgentHub {
   }
 
   /** The root run of a report, if this agent holds (or held, for late reports) that attempt. */
-  private async ownedRun(conn: AgentConnection, ref: RunRef) {
-    const run = await this.db.flowRun.findFirst({ where: { id: ref.flowRunId, workspaceId: conn.workspaceId } });
+  private async ownedRun(conn: AgentConnection, ref: RunRef): Promise<RootRun> {
+    // Direct SQL: this runs for every report an agent sends (see prisma/src/sql.ts).
+    const run = await sqlOf(this.db).get<RootRun & { agentId: string | null; attempt: number }>(
+      `SELECT "id", "workspaceId", "workPool", "agentId", "attempt" FROM "FlowRun" WHERE "id" = ? AND "workspaceId" = ?`,
+      [ref.flowRunId, conn.workspaceId],
+    );
     if (!run) throw new ProtocolError("UNKNOWN_RUN", `unknown flow run ${ref.flowRunId}`);
     if (run.agentId !== conn.agentId || run.attempt !== ref.attempt) {
       throw new ProtocolError("STALE_ATTEMPT", `attempt ${ref.attempt} of run ${ref.flowRunId} is no longer held by this agent`);
@@ -451,7 +455,7 @@ export class AgentHub {
 
   private async onEvents(conn: AgentConnection, msg: RunEventBatch): Promise<void> {
     const run = await this.ownedRun(conn, msg);
-    await applyRunEvents(this.db, run, msg.attempt, msg.events, this.options.provider);
+    await applyRunEvents(this.db, run, msg.attempt, msg.events);
     this.options.onIngested?.("events", msg.events.length);
     const published = msg.events.filter((e): e is EventPublished => e.kind === "event.published");
     if (published.length) await this.options.onPublished?.(conn.workspaceId, published);

@@ -1,15 +1,91 @@
-import type { Db, Provider } from "@ferry/prisma";
-import { Prisma } from "@ferry/prisma/sqlite";
+import type { SqlQueries, SqlScalar, SqlValue } from "@ferry/prisma";
 
 /**
- * Multi-row writes of task runs, their edges and states: one statement per chunk of rows
- * instead of one per row, so a batch of 1,000 events costs a handful of statements. Every
- * insert is `ON CONFLICT DO NOTHING`, so a replayed batch writes nothing twice. The SQL is
- * the same on SQLite (≥ 3.35) and PostgreSQL except for casts, which `provider` picks.
+ * Bulk writes of task runs, their edges, their states and log lines, on the direct SQL executor
+ * (prisma/src/sql.ts), inside the caller's transaction. Every insert is `ON CONFLICT DO NOTHING`,
+ * so a replayed batch writes nothing twice.
+ *
+ * The two databases get the shape that is fastest for each:
+ * - SQLite runs in-process: one prepared single-row statement executed per row (a few µs each,
+ *   no statement text to build, no parameter limit), all in the one transaction;
+ * - PostgreSQL is a round trip away: one statement per chunk, the rows passed as one array per
+ *   column and expanded with `unnest`, so the statement text is fixed and prepared once.
  */
 
-/** Rows per statement: 14 columns × 400 rows stays far below SQLite's 32,766 parameters. */
-export const ROWS_PER_STATEMENT = 400;
+/** Rows per PostgreSQL statement (arrays of this length per column). */
+export const ROWS_PER_STATEMENT = 2000;
+
+export type Provider = "sqlite" | "postgresql";
+
+/** A column of a bulk write: its name and the PostgreSQL type of its `unnest` array. */
+interface Column {
+  name: string;
+  pg: "text" | "integer" | "timestamp(3)";
+}
+
+const col = (name: string, pg: Column["pg"] = "text"): Column => ({ name, pg });
+
+function chunks<T>(rows: readonly T[], size = ROWS_PER_STATEMENT): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < rows.length; i += size) out.push(rows.slice(i, i + size));
+  return out;
+}
+
+/** PostgreSQL arrays: one per column. */
+function columnArrays(columns: readonly Column[], rows: readonly SqlScalar[][]): SqlValue[] {
+  return columns.map((_, i) => rows.map((r) => r[i] ?? null));
+}
+
+function unnest(columns: readonly Column[]): string {
+  return `unnest(${columns.map((c) => `?::${c.pg}[]`).join(", ")}) AS v(${columns.map((c) => `"${c.name}"`).join(", ")})`;
+}
+
+/**
+ * Inserts rows, skipping those that conflict with a stored row (or an earlier row of the batch).
+ * Returns the `key` column's values of the rows actually inserted.
+ */
+async function insertRows(
+  tx: SqlQueries,
+  provider: Provider,
+  table: string,
+  columns: readonly Column[],
+  rows: readonly SqlScalar[][],
+  key: string,
+): Promise<Set<string>> {
+  const inserted = new Set<string>();
+  const names = columns.map((c) => `"${c.name}"`).join(", ");
+  const keyIndex = columns.findIndex((c) => c.name === key);
+  if (provider === "sqlite") {
+    const text = `INSERT INTO "${table}" (${names}) VALUES (${columns.map(() => "?").join(", ")}) ON CONFLICT DO NOTHING`;
+    for (const row of rows) if ((await tx.run(text, row)) === 1) inserted.add(String(row[keyIndex]));
+    return inserted;
+  }
+  const text = `INSERT INTO "${table}" (${names}) SELECT * FROM ${unnest(columns)} ON CONFLICT DO NOTHING RETURNING "${key}"`;
+  for (const chunk of chunks(rows)) {
+    for (const r of await tx.all<Record<string, string>>(text, columnArrays(columns, chunk))) inserted.add(String(r[key]));
+  }
+  return inserted;
+}
+
+/** Inserts rows that nothing reads back; the number inserted. */
+async function insertRowsCounted(
+  tx: SqlQueries,
+  provider: Provider,
+  table: string,
+  columns: readonly Column[],
+  rows: readonly SqlScalar[][],
+): Promise<number> {
+  const names = columns.map((c) => `"${c.name}"`).join(", ");
+  let count = 0;
+  if (provider === "sqlite") {
+    const text = `INSERT INTO "${table}" (${names}) VALUES (${columns.map(() => "?").join(", ")}) ON CONFLICT DO NOTHING`;
+    for (const row of rows) count += await tx.run(text, row);
+    return count;
+  }
+  const text = `INSERT INTO "${table}" (${names}) SELECT * FROM ${unnest(columns)} ON CONFLICT DO NOTHING`;
+  for (const chunk of chunks(rows)) count += await tx.run(text, columnArrays(columns, chunk));
+  return count;
+}
 
 export interface TaskRunRow {
   id: string;
@@ -59,94 +135,171 @@ export interface TaskRunUpdate {
   endTime: Date | null;
 }
 
-/** A transaction client: what `db.$transaction(async (tx) => …)` hands over. */
-export type Tx = Pick<Db, "$queryRaw" | "$executeRaw">;
-
-function chunks<T>(rows: readonly T[], size = ROWS_PER_STATEMENT): T[][] {
-  const out: T[][] = [];
-  for (let i = 0; i < rows.length; i += size) out.push(rows.slice(i, i + size));
-  return out;
+export interface LogRow {
+  workspaceId: string;
+  flowRunId: string;
+  taskRunId: string | null;
+  attempt: number;
+  seq: number;
+  level: string;
+  message: string;
+  timestamp: Date;
 }
+
+const TASK_RUN_COLUMNS = [
+  col("id"),
+  col("workspaceId"),
+  col("flowRunId"),
+  col("flowRunAttempt", "integer"),
+  col("taskKey"),
+  col("dynamicKey", "integer"),
+  col("name"),
+  col("tagsJson"),
+  col("stateType"),
+  col("stateName"),
+  col("stateTimestamp", "timestamp(3)"),
+  col("maxRetries", "integer"),
+  col("childFlowRunId"),
+  col("createdAt", "timestamp(3)"),
+  col("updatedAt", "timestamp(3)"),
+];
 
 /** Inserts task runs; returns the ids actually inserted (not already stored by id or by call). */
-export async function insertTaskRuns(tx: Tx, rows: readonly TaskRunRow[], now: Date): Promise<Set<string>> {
-  const inserted = new Set<string>();
-  for (const chunk of chunks(rows)) {
-    const values = chunk.map(
-      (r) =>
-        Prisma.sql`(${r.id}, ${r.workspaceId}, ${r.flowRunId}, ${r.flowRunAttempt}, ${r.taskKey}, ${r.dynamicKey}, ${r.name}, ${r.tagsJson}, 'PENDING', 'Pending', ${r.stateTimestamp}, ${r.maxRetries}, ${r.childFlowRunId}, ${now}, ${now})`,
-    );
-    const got = await tx.$queryRaw<{ id: string }[]>`
-      INSERT INTO "TaskRun" ("id", "workspaceId", "flowRunId", "flowRunAttempt", "taskKey", "dynamicKey", "name", "tagsJson",
-        "stateType", "stateName", "stateTimestamp", "maxRetries", "childFlowRunId", "createdAt", "updatedAt")
-      VALUES ${Prisma.join(values)}
-      ON CONFLICT DO NOTHING
-      RETURNING "id"`;
-    for (const { id } of got) inserted.add(id);
-  }
-  return inserted;
+export function insertTaskRuns(tx: SqlQueries, provider: Provider, rows: readonly TaskRunRow[], now: Date): Promise<Set<string>> {
+  return insertRows(
+    tx,
+    provider,
+    "TaskRun",
+    TASK_RUN_COLUMNS,
+    rows.map((r) => [
+      r.id,
+      r.workspaceId,
+      r.flowRunId,
+      r.flowRunAttempt,
+      r.taskKey,
+      r.dynamicKey,
+      r.name,
+      r.tagsJson,
+      "PENDING",
+      "Pending",
+      r.stateTimestamp,
+      r.maxRetries,
+      r.childFlowRunId,
+      now,
+      now,
+    ]),
+    "id",
+  );
 }
 
-export async function insertEdges(tx: Tx, rows: readonly EdgeRow[]): Promise<void> {
-  for (const chunk of chunks(rows, 1000)) {
-    const values = chunk.map((r) => Prisma.sql`(${r.workspaceId}, ${r.flowRunId}, ${r.upstreamId}, ${r.downstreamId})`);
-    await tx.$executeRaw`
-      INSERT INTO "TaskRunEdge" ("workspaceId", "flowRunId", "upstreamId", "downstreamId")
-      VALUES ${Prisma.join(values)}
-      ON CONFLICT DO NOTHING`;
-  }
+const EDGE_COLUMNS = [col("workspaceId"), col("flowRunId"), col("upstreamId"), col("downstreamId")];
+
+export async function insertEdges(tx: SqlQueries, provider: Provider, rows: readonly EdgeRow[]): Promise<void> {
+  await insertRowsCounted(
+    tx,
+    provider,
+    "TaskRunEdge",
+    EDGE_COLUMNS,
+    rows.map((r) => [r.workspaceId, r.flowRunId, r.upstreamId, r.downstreamId]),
+  );
 }
+
+const STATE_COLUMNS = [
+  col("id"),
+  col("workspaceId"),
+  col("taskRunId"),
+  col("type"),
+  col("name"),
+  col("message"),
+  col("timestamp", "timestamp(3)"),
+  col("attempt", "integer"),
+];
 
 /** Inserts state history rows; returns the ids (event ids) actually inserted. */
-export async function insertTaskRunStates(tx: Tx, rows: readonly TaskRunStateRow[]): Promise<Set<string>> {
-  const inserted = new Set<string>();
-  for (const chunk of chunks(rows)) {
-    const values = chunk.map(
-      (r) =>
-        Prisma.sql`(${r.id}, ${r.workspaceId}, ${r.taskRunId}, ${r.type}, ${r.name}, ${r.message}, ${r.timestamp}, ${r.attempt})`,
-    );
-    const got = await tx.$queryRaw<{ id: string }[]>`
-      INSERT INTO "TaskRunState" ("id", "workspaceId", "taskRunId", "type", "name", "message", "timestamp", "attempt")
-      VALUES ${Prisma.join(values)}
-      ON CONFLICT DO NOTHING
-      RETURNING "id"`;
-    for (const { id } of got) inserted.add(id);
-  }
-  return inserted;
+export function insertTaskRunStates(tx: SqlQueries, provider: Provider, rows: readonly TaskRunStateRow[]): Promise<Set<string>> {
+  return insertRows(
+    tx,
+    provider,
+    "TaskRunState",
+    STATE_COLUMNS,
+    rows.map((r) => [r.id, r.workspaceId, r.taskRunId, r.type, r.name, r.message, r.timestamp, r.attempt]),
+    "id",
+  );
 }
 
+const UPDATE_COLUMNS = [
+  col("id"),
+  col("stateType"),
+  col("stateName"),
+  col("stateMessage"),
+  col("stateTimestamp", "timestamp(3)"),
+  col("attempt", "integer"),
+  col("resultRef"),
+  col("cacheKey"),
+  col("startTime", "timestamp(3)"),
+  col("endTime", "timestamp(3)"),
+];
+
 /**
- * Sets the current state of many task runs in one statement per chunk (UPDATE … FROM VALUES).
- * A task run that already ended stays ended. VALUES columns are column1…column10 on both
- * databases; PostgreSQL sees untyped parameters there, hence the casts.
+ * Sets the current state of many task runs. A task run that already ended stays ended; a result
+ * reference, cache key or start time already stored is kept unless the update brings one.
  */
 export async function updateTaskRunStates(
-  tx: Tx,
+  tx: SqlQueries,
   provider: Provider,
   rows: readonly TaskRunUpdate[],
-  terminal: Iterable<string>,
+  terminal: readonly string[],
   now: Date,
 ): Promise<void> {
-  const ts = (col: string) => Prisma.raw(provider === "postgresql" ? `CAST(v.${col} AS TIMESTAMP(3))` : `v.${col}`);
-  const int = (col: string) => Prisma.raw(`CAST(v.${col} AS INTEGER)`);
-  for (const chunk of chunks(rows)) {
-    const values = chunk.map(
-      (r) =>
-        Prisma.sql`(${r.id}, ${r.stateType}, ${r.stateName}, ${r.stateMessage}, ${r.stateTimestamp}, ${r.attempt}, ${r.resultRef}, ${r.cacheKey}, ${r.startTime}, ${r.endTime})`,
-    );
-    await tx.$executeRaw`
-      UPDATE "TaskRun" SET
-        "stateType" = v.column2,
-        "stateName" = v.column3,
-        "stateMessage" = v.column4,
-        "stateTimestamp" = ${ts("column5")},
-        "attempt" = ${int("column6")},
-        "resultRef" = COALESCE(v.column7, "TaskRun"."resultRef"),
-        "cacheKey" = COALESCE(v.column8, "TaskRun"."cacheKey"),
-        "startTime" = COALESCE("TaskRun"."startTime", ${ts("column9")}),
-        "endTime" = COALESCE(${ts("column10")}, "TaskRun"."endTime"),
-        "updatedAt" = ${now}
-      FROM (VALUES ${Prisma.join(values)}) AS v
-      WHERE "TaskRun"."id" = v.column1 AND "TaskRun"."stateType" NOT IN (${Prisma.join([...terminal])})`;
+  const notEnded = `"TaskRun"."stateType" NOT IN (${terminal.map((t) => `'${t.replace(/'/g, "")}'`).join(", ")})`;
+  const values = rows.map((r): SqlScalar[] => [
+    r.id,
+    r.stateType,
+    r.stateName,
+    r.stateMessage,
+    r.stateTimestamp,
+    r.attempt,
+    r.resultRef,
+    r.cacheKey,
+    r.startTime,
+    r.endTime,
+  ]);
+  if (provider === "sqlite") {
+    const text = `UPDATE "TaskRun" SET "stateType" = ?, "stateName" = ?, "stateMessage" = ?, "stateTimestamp" = ?, "attempt" = ?,
+        "resultRef" = COALESCE(?, "resultRef"), "cacheKey" = COALESCE(?, "cacheKey"), "startTime" = COALESCE("startTime", ?),
+        "endTime" = COALESCE(?, "endTime"), "updatedAt" = ?
+      WHERE "id" = ? AND ${notEnded}`;
+    for (const [id, ...rest] of values) await tx.run(text, [...rest, now, id ?? null]);
+    return;
   }
+  const text = `UPDATE "TaskRun" SET "stateType" = v."stateType", "stateName" = v."stateName", "stateMessage" = v."stateMessage",
+      "stateTimestamp" = v."stateTimestamp", "attempt" = v."attempt",
+      "resultRef" = COALESCE(v."resultRef", "TaskRun"."resultRef"), "cacheKey" = COALESCE(v."cacheKey", "TaskRun"."cacheKey"),
+      "startTime" = COALESCE("TaskRun"."startTime", v."startTime"), "endTime" = COALESCE(v."endTime", "TaskRun"."endTime"),
+      "updatedAt" = ?::timestamp(3)
+    FROM ${unnest(UPDATE_COLUMNS)}
+    WHERE "TaskRun"."id" = v."id" AND ${notEnded}`;
+  for (const chunk of chunks(values)) await tx.run(text, [now.toISOString(), ...columnArrays(UPDATE_COLUMNS, chunk)]);
+}
+
+const LOG_COLUMNS = [
+  col("workspaceId"),
+  col("flowRunId"),
+  col("taskRunId"),
+  col("attempt", "integer"),
+  col("seq", "integer"),
+  col("level"),
+  col("message"),
+  col("timestamp", "timestamp(3)"),
+];
+
+/** Inserts log lines; a line whose (run, attempt, seq) is stored already is skipped. The number stored. */
+export function insertLogs(tx: SqlQueries, provider: Provider, rows: readonly LogRow[]): Promise<number> {
+  return insertRowsCounted(
+    tx,
+    provider,
+    "Log",
+    LOG_COLUMNS,
+    rows.map((r) => [r.workspaceId, r.flowRunId, r.taskRunId, r.attempt, r.seq, r.level, r.message, r.timestamp]),
+  );
 }

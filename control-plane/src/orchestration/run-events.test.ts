@@ -81,9 +81,9 @@ for (const provider of ["sqlite", "postgresql"] as const) {
           created(n, ids),
           ...ids.flatMap((_, i) => [state(i, "RUNNING"), state(i, "COMPLETED")]),
         ];
-        for (let round = 0; round < 2; round++) await applyRunEvents(db, root, 1, batch, provider);
+        for (let round = 0; round < 2; round++) await applyRunEvents(db, root, 1, batch);
         // A second id for a call already recorded is skipped, not an error.
-        await applyRunEvents(db, root, 1, [{ ...created(5), id: "t-other" } as RunEvent], provider);
+        await applyRunEvents(db, root, 1, [{ ...created(5), id: "t-other" } as RunEvent]);
 
         assert.equal(await db.taskRun.count({ where: { flowRunId: ROOT } }), n + 1);
         assert.equal(await db.taskRun.count({ where: { flowRunId: ROOT, stateType: "COMPLETED" } }), n);
@@ -105,8 +105,8 @@ for (const provider of ["sqlite", "postgresql"] as const) {
       (reason) => t.skip(reason),
       async (db) => {
         const root = await db.flowRun.findUniqueOrThrow({ where: { id: ROOT } });
-        await applyRunEvents(db, root, 1, [created(1), state(1, "FAILED")], provider);
-        await applyRunEvents(db, root, 1, [state(1, "RUNNING", { eventId: "late" }), state(99, "RUNNING")], provider);
+        await applyRunEvents(db, root, 1, [created(1), state(1, "FAILED")]);
+        await applyRunEvents(db, root, 1, [state(1, "RUNNING", { eventId: "late" }), state(99, "RUNNING")]);
         const run = await db.taskRun.findUniqueOrThrow({ where: { id: "t-1" } });
         assert.equal(run.stateType, "FAILED");
         assert.equal(run.startTime, null);

@@ -1,4 +1,4 @@
-import type { Db, Provider } from "@ferry/prisma";
+import { type Db, type SqlQueries, sqlOf } from "@ferry/prisma";
 import type { FlowRun } from "@ferry/prisma/sqlite";
 import {
   isTerminal,
@@ -10,8 +10,11 @@ import {
 } from "@ferry/sdk/protocol";
 import { runChanged } from "../changes.ts";
 import { newId } from "../ids.ts";
-import { insertEdges, insertTaskRunStates, insertTaskRuns, updateTaskRunStates } from "./bulk-sql.ts";
+import { insertEdges, insertLogs, insertTaskRunStates, insertTaskRuns, type Provider, updateTaskRunStates } from "./bulk-sql.ts";
 import { flowRunTree, proposeFlowRunState, storable } from "./flow-runs.ts";
+
+/** What event ingestion needs of the dispatched (root) run. */
+export type RootRun = Pick<FlowRun, "id" | "workspaceId" | "workPool">;
 
 /**
  * Applies a batch of runtime events of one dispatched (root) run. Idempotent: task runs
@@ -19,13 +22,7 @@ import { flowRunTree, proposeFlowRunState, storable } from "./flow-runs.ts";
  * batch replayed after a reconnect changes nothing. Creations are applied before states,
  * which is safe because a producer always emits an entity's creation before its states.
  */
-export async function applyRunEvents(
-  db: Db,
-  root: FlowRun,
-  attempt: number,
-  events: readonly RunEvent[],
-  provider: Provider = "sqlite",
-): Promise<void> {
+export async function applyRunEvents(db: Db, root: RootRun, attempt: number, events: readonly RunEvent[]): Promise<void> {
   const workspaceId = root.workspaceId;
   const childCreates = events.filter((e) => e.kind === "flow_run.created");
   const taskCreates = events.filter((e): e is TaskRunCreated => e.kind === "task_run.created");
@@ -82,39 +79,13 @@ export async function applyRunEvents(
     }
   }
 
-  if (taskCreates.length) {
-    const now = new Date();
-    const rows = taskCreates
-      .filter((e) => knownRuns.has(e.flowRunId))
-      .map((e) => ({
-        id: e.id,
-        workspaceId,
-        flowRunId: e.flowRunId,
-        flowRunAttempt: attempt,
-        taskKey: e.taskKey,
-        dynamicKey: e.dynamicKey,
-        name: e.name,
-        tagsJson: JSON.stringify(e.tags),
-        stateTimestamp: new Date(e.timestamp),
-        maxRetries: e.maxRetries,
-        childFlowRunId: e.childFlowRunId ?? null,
-      }));
-    // A task run already stored (by id, or a second id for a call already recorded) is skipped
-    // by the insert itself, and only the task runs inserted now get their edges: a replayed
-    // batch writes nothing.
-    await db.$transaction(async (tx) => {
-      const inserted = await insertTaskRuns(tx, rows, now);
-      const edges = taskCreates.flatMap((e) =>
-        inserted.has(e.id)
-          ? [...new Set(e.upstream)].map((upstreamId) => ({
-              workspaceId,
-              flowRunId: e.flowRunId,
-              upstreamId,
-              downstreamId: e.id,
-            }))
-          : [],
-      );
-      await insertEdges(tx, edges);
+  // Task runs, their edges and states: one transaction of direct SQL (see bulk-sql.ts).
+  const now = new Date();
+  if (taskCreates.length || taskStates.length) {
+    const sql = sqlOf(db);
+    await sql.transaction(async (tx) => {
+      if (taskCreates.length) await insertTaskRunsOf(tx, sql.provider, root, attempt, taskCreates, knownRuns, now);
+      if (taskStates.length) await applyTaskStates(tx, sql.provider, workspaceId, taskStates, now);
     });
   }
 
@@ -131,105 +102,145 @@ export async function applyRunEvents(
     });
   }
 
-  if (taskStates.length) await applyTaskStates(db, provider, workspaceId, taskStates);
   if (events.length)
     runChanged(db, workspaceId, root.id, childCreates.length || childStates.length ? ["tasks", "state"] : ["tasks"]);
 }
 
+async function insertTaskRunsOf(
+  tx: SqlQueries,
+  provider: Provider,
+  root: RootRun,
+  attempt: number,
+  taskCreates: readonly TaskRunCreated[],
+  knownRuns: ReadonlySet<string>,
+  now: Date,
+): Promise<void> {
+  const workspaceId = root.workspaceId;
+  const rows = taskCreates
+    .filter((e) => knownRuns.has(e.flowRunId))
+    .map((e) => ({
+      id: e.id,
+      workspaceId,
+      flowRunId: e.flowRunId,
+      flowRunAttempt: attempt,
+      taskKey: e.taskKey,
+      dynamicKey: e.dynamicKey,
+      name: e.name,
+      tagsJson: JSON.stringify(e.tags),
+      stateTimestamp: new Date(e.timestamp),
+      maxRetries: e.maxRetries,
+      childFlowRunId: e.childFlowRunId ?? null,
+    }));
+  // A task run already stored (by id, or a second id for a call already recorded) is skipped
+  // by the insert itself, and only the task runs inserted now get their edges: a replayed
+  // batch writes nothing.
+  const inserted = await insertTaskRuns(tx, provider, rows, now);
+  const edges = taskCreates.flatMap((e) =>
+    inserted.has(e.id)
+      ? [...new Set(e.upstream)].map((upstreamId) => ({
+          workspaceId,
+          flowRunId: e.flowRunId,
+          upstreamId,
+          downstreamId: e.id,
+        }))
+      : [],
+  );
+  await insertEdges(tx, provider, edges);
+}
+
 async function applyTaskStates(
-  db: Db,
+  tx: SqlQueries,
   provider: Provider,
   workspaceId: string,
   events: readonly TaskRunStateChanged[],
+  now: Date,
 ): Promise<void> {
-  const runs = await db.taskRun.findMany({
-    where: { workspaceId, id: { in: [...new Set(events.map((e) => e.taskRunId))] } },
-    select: { id: true },
-  });
-  const known = new Set(runs.map((r) => r.id));
+  // Only task runs of this workspace (a state for an unknown task run is dropped). Looked up by
+  // id alone and the workspace compared here: with `"workspaceId" = ?` in the query SQLite may
+  // pick the workspace index and scan every task run of the workspace, once per batch.
+  const known = await idsOf(tx, "TaskRun", workspaceId, [...new Set(events.map((e) => e.taskRunId))]);
   const valid = events.filter((e) => known.has(e.taskRunId));
   if (!valid.length) return;
-  const now = new Date();
-  await db.$transaction(async (tx) => {
-    // Only states inserted now (their event id is new) move a task run: a replay changes nothing.
-    const inserted = await insertTaskRunStates(
-      tx,
-      valid.map((e) => ({
-        id: e.eventId,
-        workspaceId,
-        taskRunId: e.taskRunId,
-        type: e.state.type,
-        name: e.state.name,
-        message: storable(e.state.message) ?? null,
-        timestamp: new Date(e.timestamp),
-        attempt: e.attempt,
-      })),
-    );
-    // The last new state of each task run becomes its current state.
-    const latest = new Map<string, TaskRunStateChanged>();
-    const firstRunning = new Map<string, Date>();
-    for (const e of valid) {
-      if (!inserted.has(e.eventId)) continue;
-      latest.set(e.taskRunId, e);
-      if (e.state.type === "RUNNING" && !firstRunning.has(e.taskRunId)) firstRunning.set(e.taskRunId, new Date(e.timestamp));
-    }
-    const updates = [...latest.values()].map((e) => {
-      const at = new Date(e.timestamp);
-      return {
-        id: e.taskRunId,
-        stateType: e.state.type,
-        stateName: e.state.name,
-        stateMessage: storable(e.state.message) ?? null,
-        stateTimestamp: at,
-        attempt: e.attempt,
-        resultRef: e.resultRef ?? null,
-        cacheKey: e.cacheKey ?? null,
-        startTime: firstRunning.get(e.taskRunId) ?? null,
-        endTime: isTerminal(e.state.type) ? at : null,
-      };
-    });
-    await updateTaskRunStates(tx, provider, updates, TERMINAL_STATES, now);
+  // Only states inserted now (their event id is new) move a task run: a replay changes nothing.
+  const inserted = await insertTaskRunStates(
+    tx,
+    provider,
+    valid.map((e) => ({
+      id: e.eventId,
+      workspaceId,
+      taskRunId: e.taskRunId,
+      type: e.state.type,
+      name: e.state.name,
+      message: storable(e.state.message) ?? null,
+      timestamp: new Date(e.timestamp),
+      attempt: e.attempt,
+    })),
+  );
+  // The last new state of each task run becomes its current state.
+  const latest = new Map<string, TaskRunStateChanged>();
+  const firstRunning = new Map<string, Date>();
+  for (const e of valid) {
+    if (!inserted.has(e.eventId)) continue;
+    latest.set(e.taskRunId, e);
+    if (e.state.type === "RUNNING" && !firstRunning.has(e.taskRunId)) firstRunning.set(e.taskRunId, new Date(e.timestamp));
+  }
+  const updates = [...latest.values()].map((e) => {
+    const at = new Date(e.timestamp);
+    return {
+      id: e.taskRunId,
+      stateType: e.state.type,
+      stateName: e.state.name,
+      stateMessage: storable(e.state.message) ?? null,
+      stateTimestamp: at,
+      attempt: e.attempt,
+      resultRef: e.resultRef ?? null,
+      cacheKey: e.cacheKey ?? null,
+      startTime: firstRunning.get(e.taskRunId) ?? null,
+      endTime: isTerminal(e.state.type) ? at : null,
+    };
   });
+  await updateTaskRunStates(tx, provider, updates, [...TERMINAL_STATES], now);
 }
 
 /**
  * Stores log lines of a root run's attempt. The agent numbers lines per root attempt, also
  * those of child flow runs (stored under the child's id), so (attempt, seq) identifies a
- * line across the root and its children and a replayed line is skipped.
+ * line across the root and its children and a replayed line is skipped (by the unique key).
  */
-export async function applyLogs(db: Db, root: FlowRun, attempt: number, lines: readonly LogLine[]): Promise<number> {
+export async function applyLogs(db: Db, root: RootRun, attempt: number, lines: readonly LogLine[]): Promise<number> {
+  const sql = sqlOf(db);
   const childIds = [...new Set(lines.map((l) => l.flowRunId).filter((id): id is string => !!id && id !== root.id))];
-  const children = childIds.length
-    ? new Set(
-        (await db.flowRun.findMany({ where: { workspaceId: root.workspaceId, id: { in: childIds } }, select: { id: true } })).map(
-          (r) => r.id,
-        ),
-      )
-    : new Set<string>();
-  const existing = await db.log.findMany({
-    where: { flowRunId: { in: [root.id, ...children] }, attempt, seq: { in: lines.map((l) => l.seq) } },
-    select: { seq: true },
-  });
-  const have = new Set(existing.map((l) => l.seq));
-  const rows = lines
-    .filter((l) => {
-      if (have.has(l.seq)) return false;
-      have.add(l.seq); // a seq repeated within the batch is stored once
-      return true;
-    })
-    .map((l) => ({
-      workspaceId: root.workspaceId,
-      flowRunId: l.flowRunId && children.has(l.flowRunId) ? l.flowRunId : root.id,
-      taskRunId: l.taskRunId ?? null,
-      attempt,
-      seq: l.seq,
-      level: l.level,
-      message: storable(l.message) ?? "",
-      timestamp: new Date(l.timestamp),
-    }));
-  if (rows.length) {
-    await db.log.createMany({ data: rows });
-    runChanged(db, root.workspaceId, root.id, ["logs"]);
+  const children = await idsOf(sql, "FlowRun", root.workspaceId, childIds);
+  const rows = lines.map((l) => ({
+    workspaceId: root.workspaceId,
+    flowRunId: l.flowRunId && children.has(l.flowRunId) ? l.flowRunId : root.id,
+    taskRunId: l.taskRunId ?? null,
+    attempt,
+    seq: l.seq,
+    level: l.level,
+    message: storable(l.message) ?? "",
+    timestamp: new Date(l.timestamp),
+  }));
+  const stored = rows.length ? await sql.transaction((tx) => insertLogs(tx, sql.provider, rows)) : 0;
+  if (stored) runChanged(db, root.workspaceId, root.id, ["logs"]);
+  return stored;
+}
+
+/** Which of `ids` are rows of `table` in the workspace (looked up by primary key, 500 at a time). */
+async function idsOf(
+  q: SqlQueries,
+  table: "TaskRun" | "FlowRun",
+  workspaceId: string,
+  ids: readonly string[],
+): Promise<Set<string>> {
+  const found = new Set<string>();
+  for (let i = 0; i < ids.length; i += 500) {
+    const part = ids.slice(i, i + 500);
+    const rows = await q.all<{ id: string; workspaceId: string }>(
+      `SELECT "id", "workspaceId" FROM "${table}" WHERE "id" IN (${part.map(() => "?").join(", ")})`,
+      part,
+    );
+    for (const r of rows) if (r.workspaceId === workspaceId) found.add(r.id);
   }
-  return rows.length;
+  return found;
 }

@@ -1,0 +1,212 @@
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, describe, test } from "node:test";
+import pg from "pg";
+import { type OpenDatabase, openDatabase, type Provider } from "./database.ts";
+import { Mutex, sqlOf } from "./sql.ts";
+
+const PG_ADMIN_URL = process.env.FERRY_TEST_POSTGRES_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
+
+/** A migrated database of `provider`, or the reason it cannot be had (no PostgreSQL server). */
+async function open(provider: Provider): Promise<{ database: OpenDatabase; close(): Promise<void> } | string> {
+  if (provider === "sqlite") {
+    const dir = mkdtempSync(join(tmpdir(), "ferry-sql-"));
+    const database = await openDatabase(`file:${join(dir, "t.db")}`);
+    return {
+      database,
+      close: async () => {
+        await database.close();
+        rmSync(dir, { recursive: true, force: true });
+      },
+    };
+  }
+  const admin = new pg.Client({ connectionString: PG_ADMIN_URL, connectionTimeoutMillis: 5_000 });
+  try {
+    await admin.connect();
+  } catch (err) {
+    const reason = `PostgreSQL not reachable at ${PG_ADMIN_URL}: ${(err as Error).message}`;
+    if (process.env.FERRY_REQUIRE_POSTGRES === "1") throw new Error(reason);
+    return reason;
+  }
+  const name = `ferry_sql_${randomBytes(6).toString("hex")}`;
+  await admin.query(`CREATE DATABASE "${name}"`);
+  const url = new URL(PG_ADMIN_URL);
+  url.pathname = `/${name}`;
+  const database = await openDatabase(url.toString());
+  return {
+    database,
+    close: async () => {
+      await database.close();
+      await admin.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+      await admin.end();
+    },
+  };
+}
+
+test("Mutex: turns in order, locked while held or awaited", async () => {
+  const m = new Mutex();
+  const order: number[] = [];
+  const a = await m.acquire();
+  assert.equal(m.locked, true);
+  const b = m.acquire().then((release) => {
+    order.push(2);
+    release();
+  });
+  order.push(1);
+  a();
+  await b;
+  await m.idle();
+  assert.deepEqual(order, [1, 2]);
+  assert.equal(m.locked, false);
+});
+
+for (const provider of ["sqlite", "postgresql"] as const) {
+  describe(`direct SQL on ${provider}`, async () => {
+    const opened = await open(provider);
+    if (typeof opened === "string") {
+      test(`skipped: ${opened}`, { skip: opened }, () => {});
+      return;
+    }
+    after(() => opened.close());
+    const { db, sql } = opened.database;
+    await db.workspace.create({ data: { id: "ws", name: "w", slug: "w" } });
+
+    test("the executor is the client's, placeholders and values round-trip, times read back as Prisma wrote them", async () => {
+      assert.equal(sqlOf(db), sql);
+      const at = new Date("2026-12-06T10:11:12.345Z");
+      await db.flow.create({ data: { id: "f1", workspaceId: "ws", name: "one", createdAt: at } });
+      const row = await sql.get<{ id: string; createdAt: Date; n: number }>(
+        `SELECT "id", "createdAt", (SELECT COUNT(*) FROM "Flow") AS "n" FROM "Flow" WHERE "id" = ? AND "workspaceId" = ?`,
+        ["f1", "ws"],
+      );
+      assert.equal(row?.id, "f1");
+      assert.equal(row?.n, 1);
+      assert.ok(row?.createdAt instanceof Date);
+      assert.equal(row?.createdAt.toISOString(), at.toISOString());
+      // Written by us, read by Prisma.
+      await sql.run(`INSERT INTO "Flow" ("id", "workspaceId", "name", "createdAt", "updatedAt") VALUES (?, ?, ?, ?, ?)`, [
+        "f2",
+        "ws",
+        "two",
+        at,
+        at,
+      ]);
+      const viaPrisma = await db.flow.findUniqueOrThrow({ where: { id: "f2" } });
+      assert.equal(viaPrisma.createdAt.toISOString(), at.toISOString());
+      assert.equal(await sql.get(`SELECT "id" FROM "Flow" WHERE "id" = ?`, ["nope"]), undefined);
+    });
+
+    test("a transaction commits when it resolves and rolls back when it throws", async () => {
+      const at = new Date();
+      await sql.transaction(async (tx) => {
+        await tx.run(`INSERT INTO "Flow" ("id", "workspaceId", "name", "updatedAt") VALUES (?, ?, ?, ?)`, [
+          "f3",
+          "ws",
+          "three",
+          at,
+        ]);
+      });
+      await assert.rejects(
+        sql.transaction(async (tx) => {
+          await tx.run(`INSERT INTO "Flow" ("id", "workspaceId", "name", "updatedAt") VALUES (?, ?, ?, ?)`, [
+            "f4",
+            "ws",
+            "four",
+            at,
+          ]);
+          throw new Error("changed my mind");
+        }),
+        /changed my mind/,
+      );
+      const ids = (await sql.all<{ id: string }>(`SELECT "id" FROM "Flow" WHERE "id" IN (?, ?)`, ["f3", "f4"])).map((r) => r.id);
+      assert.deepEqual(ids, ["f3"]);
+      // A failing statement rolls back the statements before it too.
+      await assert.rejects(
+        sql.transaction(async (tx) => {
+          await tx.run(`INSERT INTO "Flow" ("id", "workspaceId", "name", "updatedAt") VALUES (?, ?, ?, ?)`, [
+            "f5",
+            "ws",
+            "five",
+            at,
+          ]);
+          await tx.run(`INSERT INTO "Flow" ("id", "workspaceId", "name", "updatedAt") VALUES (?, ?, ?, ?)`, [
+            "f3",
+            "ws",
+            "dup",
+            at,
+          ]);
+        }),
+      );
+      assert.equal(await db.flow.count({ where: { id: "f5" } }), 0);
+    });
+
+    test("Prisma's transactions and ours never mix, in either order", async () => {
+      const at = new Date();
+      let releasePrisma!: () => void;
+      const prismaHolds = new Promise<void>((resolve) => {
+        releasePrisma = resolve;
+      });
+      let prismaStarted!: () => void;
+      const started = new Promise<void>((resolve) => {
+        prismaStarted = resolve;
+      });
+      // Prisma's interactive transaction stays open while ours is asked for, then rolls back.
+      const prismaTx = db
+        .$transaction(async (tx) => {
+          await tx.flow.create({ data: { id: "p1", workspaceId: "ws", name: "prisma-1" } });
+          prismaStarted();
+          await prismaHolds;
+          throw new Error("prisma rolls back");
+        })
+        .catch((err: Error) => err.message);
+      await started;
+      const ours = sql.transaction(async (tx) => {
+        await tx.run(`INSERT INTO "Flow" ("id", "workspaceId", "name", "updatedAt") VALUES (?, ?, ?, ?)`, [
+          "o1",
+          "ws",
+          "ours-1",
+          at,
+        ]);
+        // Prisma's plain query, issued while ours is open, must not land inside it.
+        return tx.get<{ n: number }>(`SELECT COUNT(*) AS "n" FROM "Flow" WHERE "id" = ?`, ["o1"]);
+      });
+      setTimeout(releasePrisma, 50);
+      assert.equal(await prismaTx, "prisma rolls back");
+      assert.equal((await ours)?.n, 1);
+      const after = await db.flow.findMany({ where: { id: { in: ["p1", "o1"] } }, select: { id: true } });
+      assert.deepEqual(
+        after.map((r) => r.id),
+        ["o1"],
+      );
+      // Ours rolls back while Prisma's plain write waits: Prisma's write survives.
+      let oursOpen!: () => void;
+      const opened = new Promise<void>((resolve) => {
+        oursOpen = resolve;
+      });
+      const rolledBack = sql
+        .transaction(async (tx) => {
+          await tx.run(`INSERT INTO "Flow" ("id", "workspaceId", "name", "updatedAt") VALUES (?, ?, ?, ?)`, [
+            "o2",
+            "ws",
+            "ours-2",
+            at,
+          ]);
+          oursOpen();
+          await new Promise((r) => setTimeout(r, 30));
+          throw new Error("ours rolls back");
+        })
+        .catch((err: Error) => err.message);
+      await opened;
+      await db.flow.create({ data: { id: "p2", workspaceId: "ws", name: "prisma-2" } });
+      assert.equal(await rolledBack, "ours rolls back");
+      const final = await db.flow.findMany({ where: { id: { in: ["p2", "o2"] } }, select: { id: true } });
+      assert.deepEqual(
+        final.map((r) => r.id),
+        ["p2"],
+      );
+    });
+  });
+}

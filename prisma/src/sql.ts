@@ -1,0 +1,348 @@
+// Direct SQL on the connection Prisma uses, for the control plane's hot paths (task-run and log
+// ingestion, claims, state changes). Prisma's client costs 0.2–0.7 ms of CPU per query on this
+// machine; a prepared better-sqlite3 statement costs a few microseconds and a prepared
+// PostgreSQL statement one round trip. Prisma stays for everything else.
+//
+// SQLite: one connection is shared with Prisma (better-sqlite3 is synchronous, and a second
+// connection would wait on Prisma's write lock with the event loop blocked). A single mutex
+// orders Prisma's transactions and ours, and Prisma's plain queries wait while one of ours is
+// open, so nothing of Prisma's can land inside our transaction or ours inside Prisma's.
+//
+// PostgreSQL: one pg.Pool is shared with Prisma's adapter; a transaction holds one pooled client.
+
+import type BetterSqlite3 from "better-sqlite3";
+import type pg from "pg";
+
+export type SqlScalar = string | number | boolean | null | Date;
+/** Arrays are for PostgreSQL (`?::text[]`, e.g. with `unnest`); SQLite has none. */
+export type SqlValue = SqlScalar | readonly SqlScalar[];
+export type SqlRow = Record<string, unknown>;
+
+/** Statements inside one transaction, or outside any (each statement on its own). */
+export interface SqlQueries {
+  /** Rows of a query; `?` placeholders. Timestamp columns come back as Date on both databases. */
+  all<T extends SqlRow>(text: string, params?: readonly SqlValue[]): Promise<T[]>;
+  /** The first row of a query, if any. */
+  get<T extends SqlRow>(text: string, params?: readonly SqlValue[]): Promise<T | undefined>;
+  /** Runs a statement; the number of rows it changed. */
+  run(text: string, params?: readonly SqlValue[]): Promise<number>;
+}
+
+export interface Sql extends SqlQueries {
+  readonly provider: "sqlite" | "postgresql";
+  /** Runs `fn` in one transaction: committed when it resolves, rolled back when it throws. */
+  transaction<T>(fn: (tx: SqlQueries) => Promise<T>): Promise<T>;
+  /**
+   * Told how long each statement outside a transaction and each whole transaction took
+   * (seconds), for metrics. Statements inside a transaction are not timed one by one: a bulk
+   * write runs thousands of them, and timing each would cost more than some of them do.
+   */
+  onQuery: ((seconds: number, kind: "statement" | "transaction") => void) | undefined;
+}
+
+/** A tiny FIFO mutex: Prisma's transactions and ours take turns on SQLite's one connection. */
+export class Mutex {
+  private tail: Promise<void> = Promise.resolve();
+  private holders = 0;
+
+  get locked(): boolean {
+    return this.holders > 0;
+  }
+
+  async acquire(): Promise<() => void> {
+    this.holders++;
+    let release!: () => void;
+    const next = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const previous = this.tail;
+    this.tail = previous.then(() => next);
+    await previous;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.holders--;
+      release();
+    };
+  }
+
+  /** Resolves once nobody holds or waits for the lock. */
+  async idle(): Promise<void> {
+    while (this.holders > 0) await this.tail;
+  }
+}
+
+// ---- SQLite -------------------------------------------------------------------------------
+
+/** Prisma's SQLite adapter writes DateTime values as ISO-8601 text with a `+00:00` offset; ours match. */
+function sqliteValue(v: SqlValue): string | number | null {
+  if (v instanceof Date) return v.toISOString().replace("Z", "+00:00");
+  if (typeof v === "boolean") return v ? 1 : 0;
+  if (typeof v === "object" && v !== null) throw new TypeError("SQLite has no array parameters");
+  return v;
+}
+
+/** ISO-8601 text in a timestamp column becomes a Date (columns named like Prisma DateTime fields). */
+const SQLITE_TIME = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$/;
+
+function sqliteRow<T>(row: Record<string, unknown>): T {
+  for (const key in row) {
+    const v = row[key];
+    if (typeof v === "string" && v.length >= 20 && v.length <= 32 && SQLITE_TIME.test(v)) row[key] = new Date(v);
+  }
+  return row as T;
+}
+
+const MAX_CACHED_STATEMENTS = 500;
+
+/** The minimal surface of Prisma's better-sqlite3 adapter that the lock hooks into. */
+interface SqliteAdapter {
+  client: BetterSqlite3.Database;
+  startTransaction(isolationLevel?: string): Promise<{ commit(): Promise<void>; rollback(): Promise<void> }>;
+  queryRaw(query: unknown): Promise<unknown>;
+  executeRaw(query: unknown): Promise<unknown>;
+}
+
+export class SqliteSql implements Sql {
+  readonly provider = "sqlite" as const;
+  onQuery: Sql["onQuery"];
+  private readonly statements = new Map<string, BetterSqlite3.Statement>();
+  private readonly mutex = new Mutex();
+  /** One of our transactions is open: Prisma's plain queries wait for it. */
+  private ours = false;
+  private db: BetterSqlite3.Database | undefined;
+
+  /**
+   * Takes over the adapter Prisma just connected (see openDatabase): its connection becomes ours
+   * too, and its transactions and queries are ordered with ours.
+   */
+  attach(adapter: SqliteAdapter): void {
+    this.db = adapter.client;
+    const startTransaction = adapter.startTransaction.bind(adapter);
+    adapter.startTransaction = async (isolationLevel) => {
+      const release = await this.mutex.acquire();
+      try {
+        const tx = await startTransaction(isolationLevel);
+        const { commit, rollback } = tx;
+        tx.commit = () => commit.call(tx).finally(release);
+        tx.rollback = () => rollback.call(tx).finally(release);
+        return tx;
+      } catch (err) {
+        release();
+        throw err;
+      }
+    };
+    for (const method of ["queryRaw", "executeRaw"] as const) {
+      const original = adapter[method].bind(adapter);
+      adapter[method] = async (query) => {
+        while (this.ours) await this.mutex.idle();
+        return original(query);
+      };
+    }
+  }
+
+  private statement(text: string): BetterSqlite3.Statement {
+    let stmt = this.statements.get(text);
+    if (!stmt) {
+      if (!this.db) throw new Error("the SQL executor has no connection yet");
+      if (this.statements.size >= MAX_CACHED_STATEMENTS) this.statements.clear();
+      stmt = this.db.prepare(text);
+      stmt.safeIntegers(false);
+      this.statements.set(text, stmt);
+    }
+    return stmt;
+  }
+
+  private readonly direct: SqlQueries = {
+    all: async <T extends SqlRow>(text: string, params: readonly SqlValue[] = []) =>
+      (this.statement(text).all(...params.map(sqliteValue)) as Record<string, unknown>[]).map((r) => sqliteRow<T>(r)),
+    get: async <T extends SqlRow>(text: string, params: readonly SqlValue[] = []) => {
+      const row = this.statement(text).get(...params.map(sqliteValue)) as Record<string, unknown> | undefined;
+      return row ? sqliteRow<T>(row) : undefined;
+    },
+    run: async (text: string, params: readonly SqlValue[] = []) => this.statement(text).run(...params.map(sqliteValue)).changes,
+  };
+
+  /** Outside a transaction a statement waits for any open one, so it never becomes part of it. */
+  private async outside<T>(fn: () => Promise<T>): Promise<T> {
+    const release = this.mutex.locked ? await this.mutex.acquire() : undefined;
+    const started = this.onQuery ? performance.now() : 0;
+    try {
+      return await fn();
+    } finally {
+      this.onQuery?.((performance.now() - started) / 1000, "statement");
+      release?.();
+    }
+  }
+
+  all<T extends SqlRow>(text: string, params?: readonly SqlValue[]): Promise<T[]> {
+    return this.outside(() => this.direct.all<T>(text, params));
+  }
+
+  get<T extends SqlRow>(text: string, params?: readonly SqlValue[]): Promise<T | undefined> {
+    return this.outside(() => this.direct.get<T>(text, params));
+  }
+
+  run(text: string, params?: readonly SqlValue[]): Promise<number> {
+    return this.outside(() => this.direct.run(text, params));
+  }
+
+  async transaction<T>(fn: (tx: SqlQueries) => Promise<T>): Promise<T> {
+    const release = await this.mutex.acquire();
+    this.ours = true;
+    const started = this.onQuery ? performance.now() : 0;
+    try {
+      this.statement("BEGIN IMMEDIATE").run();
+      try {
+        const out = await fn(this.direct);
+        this.statement("COMMIT").run();
+        return out;
+      } catch (err) {
+        if (this.db?.inTransaction) this.statement("ROLLBACK").run();
+        throw err;
+      }
+    } finally {
+      this.onQuery?.((performance.now() - started) / 1000, "transaction");
+      this.ours = false;
+      release();
+    }
+  }
+}
+
+// ---- PostgreSQL ---------------------------------------------------------------------------
+
+const TIMESTAMP_OID = 1114;
+const TIMESTAMPTZ_OID = 1184;
+const INT8_OID = 20;
+
+/**
+ * Column parsers: `timestamp(3)` columns hold UTC wall time (what Prisma writes), so they are read
+ * as UTC whatever the process's time zone; counts (bigint) become numbers.
+ */
+function pgTypes(base: typeof pg.types): pg.CustomTypesConfig {
+  return {
+    getTypeParser: ((oid: number, format?: "text" | "binary") => {
+      if (oid === TIMESTAMP_OID) return (v: string) => new Date(`${v.replace(" ", "T")}Z`);
+      if (oid === TIMESTAMPTZ_OID) return (v: string) => new Date(v);
+      if (oid === INT8_OID) return (v: string) => Number(v);
+      return base.getTypeParser(oid, format ?? "text");
+    }) as pg.CustomTypesConfig["getTypeParser"],
+  };
+}
+
+/** `?` placeholders become `$1…$n` (our SQL never holds a `?` inside a literal). */
+function numbered(text: string): string {
+  let n = 0;
+  return text.replace(/\?/g, () => `$${++n}`);
+}
+
+/** A Date goes as UTC text: a `timestamp` column ignores the offset and keeps UTC wall time. */
+function pgValue(v: SqlValue): unknown {
+  if (Array.isArray(v)) return v.map((x: SqlScalar) => (x instanceof Date ? x.toISOString() : x));
+  return v instanceof Date ? v.toISOString() : v;
+}
+
+const MAX_NAMED_STATEMENT_CHARS = 4000;
+
+export class PostgresSql implements Sql {
+  readonly provider = "postgresql" as const;
+  onQuery: Sql["onQuery"];
+  private readonly names = new Map<string, { name: string | undefined; text: string }>();
+  private readonly types: pg.CustomTypesConfig;
+  private readonly direct: SqlQueries;
+
+  constructor(
+    private readonly pool: pg.Pool,
+    pgTypesBase: typeof pg.types,
+  ) {
+    this.types = pgTypes(pgTypesBase);
+    this.direct = this.queries(pool);
+  }
+
+  /** Short statements are prepared once per connection (named); long ones are parsed each time. */
+  private config(text: string, params: readonly SqlValue[]): pg.QueryConfig {
+    let entry = this.names.get(text);
+    if (!entry) {
+      entry = {
+        name: text.length <= MAX_NAMED_STATEMENT_CHARS ? `ferry_${this.names.size + 1}` : undefined,
+        text: numbered(text),
+      };
+      this.names.set(text, entry);
+    }
+    return {
+      text: entry.text,
+      values: params.map(pgValue),
+      types: this.types,
+      ...(entry.name ? { name: entry.name } : {}),
+    };
+  }
+
+  private queries(client: pg.Pool | pg.PoolClient): SqlQueries {
+    const timed = client === this.pool;
+    const query = async (text: string, params: readonly SqlValue[] = []) => {
+      const started = timed && this.onQuery ? performance.now() : 0;
+      try {
+        return await client.query(this.config(text, params));
+      } finally {
+        if (timed) this.onQuery?.((performance.now() - started) / 1000, "statement");
+      }
+    };
+    return {
+      all: async <T extends SqlRow>(text: string, params?: readonly SqlValue[]) => (await query(text, params)).rows as T[],
+      get: async <T extends SqlRow>(text: string, params?: readonly SqlValue[]) =>
+        (await query(text, params)).rows[0] as T | undefined,
+      run: async (text: string, params?: readonly SqlValue[]) => (await query(text, params)).rowCount ?? 0,
+    };
+  }
+
+  all<T extends SqlRow>(text: string, params?: readonly SqlValue[]): Promise<T[]> {
+    return this.direct.all<T>(text, params);
+  }
+
+  get<T extends SqlRow>(text: string, params?: readonly SqlValue[]): Promise<T | undefined> {
+    return this.direct.get<T>(text, params);
+  }
+
+  run(text: string, params?: readonly SqlValue[]): Promise<number> {
+    return this.direct.run(text, params);
+  }
+
+  async transaction<T>(fn: (tx: SqlQueries) => Promise<T>): Promise<T> {
+    const started = this.onQuery ? performance.now() : 0;
+    const client = await this.pool.connect();
+    let broken: Error | undefined;
+    try {
+      await client.query("BEGIN");
+      try {
+        const out = await fn(this.queries(client));
+        await client.query("COMMIT");
+        return out;
+      } catch (err) {
+        await client.query("ROLLBACK").catch((e: Error) => {
+          broken = e;
+        });
+        throw err;
+      }
+    } finally {
+      client.release(broken);
+      this.onQuery?.((performance.now() - started) / 1000, "transaction");
+    }
+  }
+}
+
+// ---- registry -----------------------------------------------------------------------------
+
+const executors = new WeakMap<object, Sql>();
+
+/** Makes `sql` the executor of a database client (and of clients derived from it, e.g. instrumented). */
+export function attachSql(db: object, sql: Sql): void {
+  executors.set(db, sql);
+}
+
+/** The direct-SQL executor of a database client opened by openDatabase. */
+export function sqlOf(db: object): Sql {
+  const sql = executors.get(db);
+  if (!sql) throw new Error("this database client was not opened by openDatabase: it has no SQL executor");
+  return sql;
+}
