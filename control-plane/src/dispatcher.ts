@@ -1,4 +1,4 @@
-import type { Db, Provider } from "@ferry/prisma";
+import { type Db, type Provider, sqlOf } from "@ferry/prisma";
 import type { Deployment, FlowRun } from "@ferry/prisma/sqlite";
 import { PROTOCOL_VERSION } from "@ferry/sdk/protocol";
 import type { AgentConnection } from "./agents/connection.ts";
@@ -6,6 +6,7 @@ import { changesOf, runChanged } from "./changes.ts";
 import { newId } from "./ids.ts";
 import type { Logger } from "./logger.ts";
 import type { Assignment } from "./orchestration/create-run.ts";
+import { insertFlowRunState, nextDueTime, readDeployments, readDueRuns, updateFlowRun } from "./orchestration/flow-run-sql.ts";
 import { proposeFlowRunState } from "./orchestration/flow-runs.ts";
 
 export const HELD_STATES = ["PENDING", "RUNNING", "CANCELLING", "PAUSED"];
@@ -140,19 +141,16 @@ export class Dispatcher {
       const free = agents.reduce((n, a) => n + Math.max(0, a.free), 0);
       const now = new Date();
       if (free > 0) {
-        const due = await this.db.flowRun.findMany({
-          where: {
-            workspaceId,
-            stateType: "SCHEDULED",
-            workPool: { in: pools },
-            expectedStartTime: { lte: now },
-            parentFlowRunId: null,
-          },
-          orderBy: { expectedStartTime: "asc" },
-          // Look past runs held back by a concurrency limit, so they do not block the queue.
-          take: free * 4 + 20,
-          include: { deployment: true },
-        });
+        const sql = sqlOf(this.db);
+        // Look past runs held back by a concurrency limit, so they do not block the queue.
+        const runs = await readDueRuns(sql, workspaceId, pools, now, free * 4 + 20);
+        const deployments = await readDeployments(sql, [
+          ...new Set(runs.flatMap((r) => (r.deploymentId ? [r.deploymentId] : []))),
+        ]);
+        const due: DueRun[] = runs.map((r) => ({
+          ...r,
+          deployment: (r.deploymentId && deployments.get(r.deploymentId)) || null,
+        }));
         const limits = due.length ? await this.limits(workspaceId, due) : undefined;
         for (const run of due) {
           if (limits && !(await limits.admit(run))) continue;
@@ -163,18 +161,8 @@ export class Dispatcher {
           if (!agents.some((a) => a.open && a.free > 0)) break;
         }
       }
-      const upcoming = await this.db.flowRun.findFirst({
-        where: {
-          workspaceId,
-          stateType: "SCHEDULED",
-          workPool: { in: pools },
-          expectedStartTime: { gt: now },
-          parentFlowRunId: null,
-        },
-        orderBy: { expectedStartTime: "asc" },
-        select: { expectedStartTime: true },
-      });
-      if (upcoming && (!nextDue || upcoming.expectedStartTime < nextDue)) nextDue = upcoming.expectedStartTime;
+      const upcoming = await nextDueTime(sqlOf(this.db), workspaceId, pools, now);
+      if (upcoming && (!nextDue || upcoming < nextDue)) nextDue = upcoming;
     }
     this.scheduleWake(nextDue);
   }
@@ -198,9 +186,12 @@ export class Dispatcher {
     due: DueRun[],
   ): Promise<{ admit(run: DueRun): Promise<boolean>; taken(run: DueRun): void }> {
     // Only what a limit applies to is counted: with no limits, a pass costs one small query.
-    const pools = await this.db.workPool.findMany({
-      where: { workspaceId, name: { in: [...new Set(due.map((r) => r.workPool))] }, concurrencyLimit: { not: null } },
-    });
+    const names = [...new Set(due.map((r) => r.workPool))];
+    const pools = await sqlOf(this.db).all<{ name: string; concurrencyLimit: number | null }>(
+      `SELECT "name", "concurrencyLimit" FROM "WorkPool"
+       WHERE "workspaceId" = ? AND "name" IN (${names.map(() => "?").join(", ")}) AND "concurrencyLimit" IS NOT NULL`,
+      [workspaceId, ...names],
+    );
     const limitedPools = pools.map((p) => p.name);
     const limitedDeployments = [
       ...new Set(due.flatMap((r) => (r.deploymentId && r.deployment?.concurrencyLimit != null ? [r.deploymentId] : []))),
@@ -265,17 +256,21 @@ export class Dispatcher {
       });
       return false;
     }
-    const claimed = await this.db.$transaction(async (tx) => {
-      if (this.options.provider === "postgresql") {
+    const sql = sqlOf(this.db);
+    const claimed = await sql.transaction(async (tx) => {
+      if (sql.provider === "postgresql") {
         // Another replica claiming this run right now holds its row: skip it rather than wait.
-        const locked = await tx.$queryRaw<{ id: string }[]>`
-          SELECT "id" FROM "FlowRun" WHERE "id" = ${run.id} AND "stateType" = 'SCHEDULED' AND "attempt" = ${run.attempt}
-          FOR UPDATE SKIP LOCKED`;
-        if (!locked.length) return false;
+        const locked = await tx.get(
+          `SELECT "id" FROM "FlowRun" WHERE "id" = ? AND "stateType" = 'SCHEDULED' AND "attempt" = ? FOR UPDATE SKIP LOCKED`,
+          [run.id, run.attempt],
+        );
+        if (!locked) return false;
       }
-      const updated = await tx.flowRun.updateMany({
-        where: { id: run.id, stateType: "SCHEDULED", attempt: run.attempt },
-        data: {
+      const updated = await updateFlowRun(
+        tx,
+        run.id,
+        { stateType: "SCHEDULED", attempt: run.attempt },
+        {
           stateType: "PENDING",
           stateName: "Pending",
           stateMessage: null,
@@ -284,19 +279,17 @@ export class Dispatcher {
           attempt,
           leaseExpiresAt,
         },
-      });
-      if (updated.count !== 1) return false;
-      await tx.flowRunState.create({
-        data: {
-          id: newId(),
-          workspaceId: run.workspaceId,
-          flowRunId: run.id,
-          type: "PENDING",
-          name: "Pending",
-          message: `assigned to agent ${agent.name}`,
-          timestamp: now,
-          attempt,
-        },
+      );
+      if (!updated) return false;
+      await insertFlowRunState(tx, {
+        id: newId(),
+        workspaceId: run.workspaceId,
+        flowRunId: run.id,
+        type: "PENDING",
+        name: "Pending",
+        message: `assigned to agent ${agent.name}`,
+        timestamp: now,
+        attempt,
       });
       return true;
     });
@@ -328,10 +321,10 @@ export class Dispatcher {
     if (!agent) return undefined;
     const token = `reserved:${newId()}`;
     agent.held.add(token);
-    const poolLimited = await this.db.workPool.findFirst({
-      where: { workspaceId, name: deployment.workPool, concurrencyLimit: { not: null } },
-      select: { id: true },
-    });
+    const poolLimited = await sqlOf(this.db).get(
+      `SELECT "id" FROM "WorkPool" WHERE "workspaceId" = ? AND "name" = ? AND "concurrencyLimit" IS NOT NULL`,
+      [workspaceId, deployment.workPool],
+    );
     if (poolLimited || !agent.open) {
       agent.held.delete(token);
       return undefined;

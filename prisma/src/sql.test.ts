@@ -99,6 +99,19 @@ for (const provider of ["sqlite", "postgresql"] as const) {
       assert.equal(await sql.get(`SELECT "id" FROM "Flow" WHERE "id" = ?`, ["nope"]), undefined);
     });
 
+    test("columns come back typed as Prisma returns them: Boolean as boolean, text that looks like a time stays text", async () => {
+      await db.notificationChannel.create({
+        data: { id: "c1", workspaceId: "ws", name: "2026-12-06T10:11:12.345Z", kind: "webhook", configJson: "{}", active: false },
+      });
+      const row = await sql.get<{ name: unknown; active: unknown; createdAt: unknown }>(
+        `SELECT "name", "active", "createdAt" FROM "NotificationChannel" WHERE "id" = ?`,
+        ["c1"],
+      );
+      assert.equal(row?.name, "2026-12-06T10:11:12.345Z");
+      assert.equal(row?.active, false);
+      assert.ok(row?.createdAt instanceof Date);
+    });
+
     test("a transaction commits when it resolves and rolls back when it throws", async () => {
       const at = new Date();
       await sql.transaction(async (tx) => {

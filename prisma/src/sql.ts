@@ -20,7 +20,11 @@ export type SqlRow = Record<string, unknown>;
 
 /** Statements inside one transaction, or outside any (each statement on its own). */
 export interface SqlQueries {
-  /** Rows of a query; `?` placeholders. Timestamp columns come back as Date on both databases. */
+  /**
+   * Rows of a query; `?` placeholders. Columns read straight from a table come back as Prisma
+   * returns them on both databases (DateTime as Date, Boolean as boolean); computed ones as the
+   * driver gives them.
+   */
   all<T extends SqlRow>(text: string, params?: readonly SqlValue[]): Promise<T[]>;
   /** The first row of a query, if any. */
   get<T extends SqlRow>(text: string, params?: readonly SqlValue[]): Promise<T | undefined>;
@@ -83,13 +87,23 @@ function sqliteValue(v: SqlValue): string | number | null {
   return v;
 }
 
-/** ISO-8601 text in a timestamp column becomes a Date (columns named like Prisma DateTime fields). */
-const SQLITE_TIME = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$/;
+/** A prepared statement and the result columns to convert (by their declared type in the schema). */
+interface Prepared {
+  stmt: BetterSqlite3.Statement;
+  /** DATETIME columns: ISO-8601 text → Date, as Prisma reads them. */
+  dates: string[];
+  /** BOOLEAN columns: 0/1 → false/true. */
+  booleans: string[];
+}
 
-function sqliteRow<T>(row: Record<string, unknown>): T {
-  for (const key in row) {
-    const v = row[key];
-    if (typeof v === "string" && v.length >= 20 && v.length <= 32 && SQLITE_TIME.test(v)) row[key] = new Date(v);
+function convertRow<T>(prepared: Prepared, row: Record<string, unknown>): T {
+  for (const c of prepared.dates) {
+    const v = row[c];
+    if (typeof v === "string") row[c] = new Date(v);
+  }
+  for (const c of prepared.booleans) {
+    const v = row[c];
+    if (typeof v === "number") row[c] = v !== 0;
   }
   return row as T;
 }
@@ -107,7 +121,7 @@ interface SqliteAdapter {
 export class SqliteSql implements Sql {
   readonly provider = "sqlite" as const;
   onQuery: Sql["onQuery"];
-  private readonly statements = new Map<string, BetterSqlite3.Statement>();
+  private readonly statements = new Map<string, Prepared>();
   private readonly mutex = new Mutex();
   /** One of our transactions is open: Prisma's plain queries wait for it. */
   private ours = false;
@@ -142,26 +156,37 @@ export class SqliteSql implements Sql {
     }
   }
 
-  private statement(text: string): BetterSqlite3.Statement {
-    let stmt = this.statements.get(text);
-    if (!stmt) {
+  private statement(text: string): Prepared {
+    let prepared = this.statements.get(text);
+    if (!prepared) {
       if (!this.db) throw new Error("the SQL executor has no connection yet");
       if (this.statements.size >= MAX_CACHED_STATEMENTS) this.statements.clear();
-      stmt = this.db.prepare(text);
+      const stmt = this.db.prepare(text);
       stmt.safeIntegers(false);
-      this.statements.set(text, stmt);
+      // Result columns read straight from a table carry its declared type; computed ones do not.
+      const columns = stmt.reader ? stmt.columns() : [];
+      prepared = {
+        stmt,
+        dates: columns.filter((c) => c.type?.toUpperCase() === "DATETIME").map((c) => c.name),
+        booleans: columns.filter((c) => c.type?.toUpperCase() === "BOOLEAN").map((c) => c.name),
+      };
+      this.statements.set(text, prepared);
     }
-    return stmt;
+    return prepared;
   }
 
   private readonly direct: SqlQueries = {
-    all: async <T extends SqlRow>(text: string, params: readonly SqlValue[] = []) =>
-      (this.statement(text).all(...params.map(sqliteValue)) as Record<string, unknown>[]).map((r) => sqliteRow<T>(r)),
-    get: async <T extends SqlRow>(text: string, params: readonly SqlValue[] = []) => {
-      const row = this.statement(text).get(...params.map(sqliteValue)) as Record<string, unknown> | undefined;
-      return row ? sqliteRow<T>(row) : undefined;
+    all: async <T extends SqlRow>(text: string, params: readonly SqlValue[] = []) => {
+      const prepared = this.statement(text);
+      return (prepared.stmt.all(...params.map(sqliteValue)) as Record<string, unknown>[]).map((r) => convertRow<T>(prepared, r));
     },
-    run: async (text: string, params: readonly SqlValue[] = []) => this.statement(text).run(...params.map(sqliteValue)).changes,
+    get: async <T extends SqlRow>(text: string, params: readonly SqlValue[] = []) => {
+      const prepared = this.statement(text);
+      const row = prepared.stmt.get(...params.map(sqliteValue)) as Record<string, unknown> | undefined;
+      return row ? convertRow<T>(prepared, row) : undefined;
+    },
+    run: async (text: string, params: readonly SqlValue[] = []) =>
+      this.statement(text).stmt.run(...params.map(sqliteValue)).changes,
   };
 
   /** Outside a transaction a statement waits for any open one, so it never becomes part of it. */
@@ -193,13 +218,13 @@ export class SqliteSql implements Sql {
     this.ours = true;
     const started = this.onQuery ? performance.now() : 0;
     try {
-      this.statement("BEGIN IMMEDIATE").run();
+      this.statement("BEGIN IMMEDIATE").stmt.run();
       try {
         const out = await fn(this.direct);
-        this.statement("COMMIT").run();
+        this.statement("COMMIT").stmt.run();
         return out;
       } catch (err) {
-        if (this.db?.inTransaction) this.statement("ROLLBACK").run();
+        if (this.db?.inTransaction) this.statement("ROLLBACK").stmt.run();
         throw err;
       }
     } finally {

@@ -1,4 +1,5 @@
-import type { Db } from "@ferry/prisma";
+import { type Db, sqlOf } from "@ferry/prisma";
+import type { ApiToken } from "@ferry/prisma/sqlite";
 import { jwtVerify, SignJWT } from "jose";
 import { newId } from "../ids.ts";
 import { hashSecret, parseScopes, type Scope, TOKEN_PREFIX } from "./tokens.ts";
@@ -49,7 +50,8 @@ export class Authenticator {
 
   private async fromToken(secret: string): Promise<AuthResult> {
     if (secret.length > 200) return { ok: false, reason: "invalid token" };
-    const token = await this.db.apiToken.findUnique({ where: { hash: hashSecret(secret) } });
+    // Direct SQL: every API call and agent connection authenticates (see prisma/src/sql.ts).
+    const token = (await sqlOf(this.db).get<ApiToken>(`SELECT * FROM "ApiToken" WHERE "hash" = ?`, [hashSecret(secret)])) ?? null;
     const problem = tokenProblem(token);
     if (problem || !token) return { ok: false, reason: problem ?? "invalid token" };
     const now = Date.now();

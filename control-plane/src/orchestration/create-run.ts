@@ -1,10 +1,11 @@
-import type { Db } from "@ferry/prisma";
+import { type Db, sqlOf } from "@ferry/prisma";
 import type { Deployment, FlowRun } from "@ferry/prisma/sqlite";
 import { runChanged } from "../changes.ts";
 import { DomainError } from "../errors.ts";
 import { newId, shortId } from "../ids.ts";
 import { parseJson } from "../json.ts";
 import type { ParamsValidator } from "../params.ts";
+import { insertFlowRun, insertFlowRunState } from "./flow-run-sql.ts";
 
 export interface NewRun {
   workspaceId: string;
@@ -71,67 +72,70 @@ export async function createFlowRun(db: Db, params: ParamsValidator, input: NewR
   }
   const now = new Date();
   const id = newId();
+  const slot = input.slot;
+  const run: FlowRun = {
+    id,
+    workspaceId,
+    flowId: deployment.flowId,
+    deploymentId: deployment.id,
+    parentFlowRunId: null,
+    parentTaskRunId: null,
+    name: `${deployment.flowName}-${shortId()}`,
+    parametersJson: JSON.stringify(parameters),
+    tagsJson: JSON.stringify(input.tags ?? parseJson<string[]>(deployment.tagsJson, [])),
+    workPool: deployment.workPool,
+    stateType: input.assign ? "PENDING" : "SCHEDULED",
+    stateName: input.assign ? "Pending" : "Scheduled",
+    stateMessage: null,
+    stateTimestamp: now,
+    attempt: input.assign ? 1 : 0,
+    maxRetries: deployment.retries,
+    retryCount: 0,
+    retryDelayMs: deployment.retryDelayMs,
+    timeoutMs: deployment.timeoutMs,
+    agentId: input.assign?.agentId ?? null,
+    leaseExpiresAt: input.assign?.leaseExpiresAt ?? null,
+    expectedStartTime: input.expectedStartTime ?? now,
+    startTime: null,
+    endTime: null,
+    idempotencyKey: input.idempotencyKey ?? null,
+    scheduleId: slot && "scheduleId" in slot ? slot.scheduleId : null,
+    backfillId: slot && "backfillId" in slot ? slot.backfillId : null,
+    scheduledFor: slot?.scheduledFor ?? null,
+    dataIntervalStart: slot?.dataIntervalStart ?? null,
+    dataIntervalEnd: slot?.dataIntervalEnd ?? null,
+    createdAt: now,
+    updatedAt: now,
+  };
   try {
-    const [run] = await db.$transaction([
-      db.flowRun.create({
-        data: {
-          id,
-          workspaceId,
-          flowId: deployment.flowId,
-          deploymentId: deployment.id,
-          name: `${deployment.flowName}-${shortId()}`,
-          parametersJson: JSON.stringify(parameters),
-          tagsJson: JSON.stringify(input.tags ?? parseJson<string[]>(deployment.tagsJson, [])),
-          workPool: deployment.workPool,
-          ...(input.assign
-            ? {
-                stateType: "PENDING",
-                stateName: "Pending",
-                agentId: input.assign.agentId,
-                attempt: 1,
-                leaseExpiresAt: input.assign.leaseExpiresAt,
-              }
-            : { stateType: "SCHEDULED", stateName: "Scheduled" }),
-          stateTimestamp: now,
-          maxRetries: deployment.retries,
-          retryDelayMs: deployment.retryDelayMs,
-          timeoutMs: deployment.timeoutMs,
-          expectedStartTime: input.expectedStartTime ?? now,
-          idempotencyKey: input.idempotencyKey ?? null,
-          ...(input.slot ?? {}),
-        },
-      }),
-      db.flowRunState.create({
-        data: {
+    // Direct SQL (flow-run-sql.ts): this is on the path from an API call to an agent.
+    await sqlOf(db).transaction(async (tx) => {
+      await insertFlowRun(tx, run);
+      await insertFlowRunState(tx, {
+        id: newId(),
+        workspaceId,
+        flowRunId: id,
+        type: "SCHEDULED",
+        name: "Scheduled",
+        message: input.slot
+          ? `${"scheduleId" in input.slot ? "scheduled for" : "backfill of"} ${input.slot.scheduledFor.toISOString()}`
+          : null,
+        timestamp: now,
+        attempt: 0,
+      });
+      if (input.assign) {
+        await insertFlowRunState(tx, {
           id: newId(),
           workspaceId,
           flowRunId: id,
-          type: "SCHEDULED",
-          name: "Scheduled",
-          message: input.slot
-            ? `${"scheduleId" in input.slot ? "scheduled for" : "backfill of"} ${input.slot.scheduledFor.toISOString()}`
-            : null,
+          type: "PENDING",
+          name: "Pending",
+          message: `assigned to agent ${input.assign.agentName}`,
           timestamp: now,
-          attempt: 0,
-        },
-      }),
-      ...(input.assign
-        ? [
-            db.flowRunState.create({
-              data: {
-                id: newId(),
-                workspaceId,
-                flowRunId: id,
-                type: "PENDING",
-                name: "Pending",
-                message: `assigned to agent ${input.assign.agentName}`,
-                timestamp: now,
-                attempt: 1,
-              },
-            }),
-          ]
-        : []),
-    ]);
+          attempt: 1,
+        });
+      }
+    });
     runChanged(db, workspaceId, id);
     return { run, created: true };
   } catch (err) {

@@ -1,8 +1,9 @@
-import type { Db } from "@ferry/prisma";
+import { type Db, sqlOf } from "@ferry/prisma";
 import type { FlowRun } from "@ferry/prisma/sqlite";
 import { isTerminal, type OrchestrationResult, type StateProposal, StateType } from "@ferry/sdk/protocol";
 import { changesOf, runChanged } from "../changes.ts";
 import { newId } from "../ids.ts";
+import { insertFlowRunState, readFlowRun, updateFlowRun } from "./flow-run-sql.ts";
 import { decideTransition, type Proposer, shouldRetry } from "./rules.ts";
 
 export interface ProposeInput {
@@ -69,10 +70,12 @@ function stateColumns(run: FlowRun, state: StateProposal, at: Date) {
  * concurrent proposals (a user's cancel racing an agent's report) are decided one at a time.
  */
 export async function proposeFlowRunState(db: Db, input: ProposeInput): Promise<ProposeOutcome> {
+  // Direct SQL (flow-run-sql.ts): every run's life passes here several times.
+  const sql = sqlOf(db);
   if (input.eventId) {
-    const seen = await db.flowRunState.findUnique({ where: { eventId: input.eventId }, select: { id: true } });
+    const seen = await sql.get(`SELECT "id" FROM "FlowRunState" WHERE "eventId" = ?`, [input.eventId]);
     if (seen) {
-      const run = await db.flowRun.findFirst({ where: { id: input.flowRunId, workspaceId: input.workspaceId } });
+      const run = (await readFlowRun(sql, input.flowRunId, input.workspaceId)) ?? null;
       return {
         result: { status: "ACCEPT", state: run ? currentState(run) : input.state, reason: "already applied" },
         run,
@@ -82,7 +85,7 @@ export async function proposeFlowRunState(db: Db, input: ProposeInput): Promise<
     }
   }
   for (let i = 0; i < MAX_CONFLICT_RETRIES; i++) {
-    const run = await db.flowRun.findFirst({ where: { id: input.flowRunId, workspaceId: input.workspaceId } });
+    const run = await readFlowRun(sql, input.flowRunId, input.workspaceId);
     if (!run) {
       return {
         result: { status: "REJECT", state: input.state, reason: "unknown flow run" },
@@ -108,30 +111,31 @@ export async function proposeFlowRunState(db: Db, input: ProposeInput): Promise<
 
     const at = input.timestamp ?? new Date();
     const retry = shouldRetry(input.state.type, run.retryCount, run.maxRetries);
-    const outcome = await db.$transaction(async (tx): Promise<FlowRun | null> => {
+    const outcome = await sql.transaction(async (tx): Promise<FlowRun | null> => {
       const columns = stateColumns(run, input.state, at);
-      const updated = await tx.flowRun.updateMany({
-        where: { id: run.id, stateType: run.stateType, attempt: run.attempt, stateTimestamp: run.stateTimestamp },
-        data: columns,
-      });
-      if (updated.count === 0) return null;
+      const updatedAt = new Date();
+      const updated = await updateFlowRun(
+        tx,
+        run.id,
+        { stateType: run.stateType, attempt: run.attempt, stateTimestamp: run.stateTimestamp },
+        { ...columns, updatedAt },
+      );
+      if (!updated) return null;
       // The attempt is over: the concurrency slots its task runs held are free.
-      if (isTerminal(input.state.type)) await tx.concurrencySlot.deleteMany({ where: { flowRunId: run.id } });
-      await tx.flowRunState.create({
-        data: {
-          id: newId(),
-          workspaceId: run.workspaceId,
-          flowRunId: run.id,
-          type: input.state.type,
-          name: input.state.name,
-          message: storable(input.state.message),
-          timestamp: at,
-          attempt: run.attempt,
-          eventId: input.eventId ?? null,
-        },
+      if (isTerminal(input.state.type)) await tx.run(`DELETE FROM "ConcurrencySlot" WHERE "flowRunId" = ?`, [run.id]);
+      await insertFlowRunState(tx, {
+        id: newId(),
+        workspaceId: run.workspaceId,
+        flowRunId: run.id,
+        type: input.state.type,
+        name: input.state.name,
+        message: storable(input.state.message),
+        timestamp: at,
+        attempt: run.attempt,
+        eventId: input.eventId ?? null,
       });
-      // The row as written, without reading it back (updatedAt is the database's, a moment later).
-      let written: FlowRun = { ...run, ...columns, updatedAt: at };
+      // The row as written, without reading it back.
+      let written: FlowRun = { ...run, ...columns, updatedAt };
       if (retry) {
         const retryAt = new Date(at.getTime() + run.retryDelayMs);
         const state: StateProposal = {
@@ -150,19 +154,17 @@ export async function proposeFlowRunState(db: Db, input: ProposeInput): Promise<
           endTime: null,
           expectedStartTime: retryAt,
         };
-        await tx.flowRun.update({ where: { id: run.id }, data: { ...requeued, retryCount: { increment: 1 } } });
+        await updateFlowRun(tx, run.id, {}, { ...requeued, updatedAt }, { incrementRetryCount: true });
         written = { ...written, ...requeued, retryCount: run.retryCount + 1 };
-        await tx.flowRunState.create({
-          data: {
-            id: newId(),
-            workspaceId: run.workspaceId,
-            flowRunId: run.id,
-            type: state.type,
-            name: state.name,
-            message: state.message ?? null,
-            timestamp: retryAtStamp,
-            attempt: run.attempt,
-          },
+        await insertFlowRunState(tx, {
+          id: newId(),
+          workspaceId: run.workspaceId,
+          flowRunId: run.id,
+          type: state.type,
+          name: state.name,
+          message: state.message ?? null,
+          timestamp: retryAtStamp,
+          attempt: run.attempt,
         });
       }
       return written;

@@ -1,10 +1,11 @@
-import type { Provider } from "@ferry/prisma";
+import { type Provider, sqlOf } from "@ferry/prisma";
 import { JsonObject, StateType } from "@ferry/sdk/protocol";
 import { z } from "zod";
 import type { Context } from "../context.ts";
 import { DomainError } from "../errors.ts";
 import { loadRunGraph } from "../graph.ts";
 import { createFlowRun } from "../orchestration/create-run.ts";
+import { readDeployment } from "../orchestration/flow-run-sql.ts";
 import { currentState, proposeFlowRunState, retryFlowRun } from "../orchestration/flow-runs.ts";
 import { containsFilter, exactPage, hasTag } from "../text-match.ts";
 import { router, scoped } from "../trpc.ts";
@@ -26,7 +27,7 @@ async function createRun(ctx: Context & { principal: NonNullable<Context["princi
     });
     if (existing) return { run: existing, created: false };
   }
-  const deployment = await ctx.db.deployment.findUnique({ where: { workspaceId_name: { workspaceId, name: input.deployment } } });
+  const deployment = await readDeployment(sqlOf(ctx.db), workspaceId, input.deployment);
   if (!deployment) throw new DomainError("NOT_FOUND", `no deployment named "${input.deployment}"`);
   // An idle agent of the pool takes the run in the same transaction that creates it.
   const reservation = await ctx.dispatcher.reserve(workspaceId, deployment);

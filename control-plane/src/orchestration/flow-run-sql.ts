@@ -1,0 +1,161 @@
+import type { SqlQueries, SqlScalar } from "@ferry/prisma";
+import type { Deployment, FlowRun } from "@ferry/prisma/sqlite";
+
+/**
+ * Flow runs and their state history on the direct SQL executor (prisma/src/sql.ts): the
+ * statements a run's life costs on the hot path (create, claim, state changes), each a
+ * prepared statement instead of a Prisma query. Rows read here have the shape Prisma returns.
+ */
+
+/** Every column of FlowRun, in schema order (schema-match.test.ts keeps the schema honest). */
+export const FLOW_RUN_COLUMNS = [
+  "id",
+  "workspaceId",
+  "flowId",
+  "deploymentId",
+  "parentFlowRunId",
+  "parentTaskRunId",
+  "name",
+  "parametersJson",
+  "tagsJson",
+  "workPool",
+  "stateType",
+  "stateName",
+  "stateMessage",
+  "stateTimestamp",
+  "attempt",
+  "maxRetries",
+  "retryCount",
+  "retryDelayMs",
+  "timeoutMs",
+  "agentId",
+  "leaseExpiresAt",
+  "expectedStartTime",
+  "startTime",
+  "endTime",
+  "idempotencyKey",
+  "scheduleId",
+  "backfillId",
+  "scheduledFor",
+  "dataIntervalStart",
+  "dataIntervalEnd",
+  "createdAt",
+  "updatedAt",
+] as const satisfies readonly (keyof FlowRun)[];
+
+// Fails to compile when FlowRun gains a column this list lacks.
+const everyColumn: Record<Exclude<keyof FlowRun, (typeof FLOW_RUN_COLUMNS)[number]>, never> = {};
+void everyColumn;
+
+const SELECT_RUN = `SELECT ${FLOW_RUN_COLUMNS.map((c) => `"${c}"`).join(", ")} FROM "FlowRun"`;
+
+/** A flow run of the workspace, or undefined. */
+export function readFlowRun(q: SqlQueries, flowRunId: string, workspaceId: string): Promise<FlowRun | undefined> {
+  return q.get<FlowRun>(`${SELECT_RUN} WHERE "id" = ? AND "workspaceId" = ?`, [flowRunId, workspaceId]);
+}
+
+/** Inserts a complete flow-run row. */
+export async function insertFlowRun(q: SqlQueries, run: FlowRun): Promise<void> {
+  await q.run(
+    `INSERT INTO "FlowRun" (${FLOW_RUN_COLUMNS.map((c) => `"${c}"`).join(", ")}) VALUES (${FLOW_RUN_COLUMNS.map(() => "?").join(", ")})`,
+    FLOW_RUN_COLUMNS.map((c) => run[c]),
+  );
+}
+
+export interface FlowRunStateRow {
+  id: string;
+  workspaceId: string;
+  flowRunId: string;
+  type: string;
+  name: string;
+  message: string | null;
+  timestamp: Date;
+  attempt: number;
+  eventId?: string | null;
+}
+
+export async function insertFlowRunState(q: SqlQueries, s: FlowRunStateRow): Promise<void> {
+  await q.run(
+    `INSERT INTO "FlowRunState" ("id", "workspaceId", "flowRunId", "type", "name", "message", "timestamp", "attempt", "eventId")
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    [s.id, s.workspaceId, s.flowRunId, s.type, s.name, s.message, s.timestamp, s.attempt, s.eventId ?? null],
+  );
+}
+
+/** Columns a flow-run update may set. */
+export type FlowRunChanges = Partial<Omit<FlowRun, "id" | "workspaceId" | "createdAt">>;
+
+/**
+ * Updates one flow run if it is still as `expected` says (optimistic concurrency); true if it
+ * was. The statement text depends only on which columns are set and checked, so it is prepared
+ * once per combination.
+ */
+export async function updateFlowRun(
+  q: SqlQueries,
+  flowRunId: string,
+  expected: Partial<Pick<FlowRun, "stateType" | "attempt" | "stateTimestamp">>,
+  changes: FlowRunChanges,
+  options: { incrementRetryCount?: boolean } = {},
+): Promise<boolean> {
+  const set = Object.entries({ ...changes, updatedAt: changes.updatedAt ?? new Date() }).filter(([, v]) => v !== undefined);
+  const where = Object.entries(expected).filter(([, v]) => v !== undefined);
+  const text =
+    `UPDATE "FlowRun" SET ${set.map(([k]) => `"${k}" = ?`).join(", ")}` +
+    `${options.incrementRetryCount ? `, "retryCount" = "retryCount" + 1` : ""}` +
+    ` WHERE "id" = ?${where.map(([k]) => ` AND "${k}" = ?`).join("")}`;
+  const changed = await q.run(text, [...set.map(([, v]) => v as SqlScalar), flowRunId, ...where.map(([, v]) => v as SqlScalar)]);
+  return changed === 1;
+}
+
+/** A deployment of the workspace by name (every column, as Prisma returns it). */
+export function readDeployment(q: SqlQueries, workspaceId: string, name: string): Promise<Deployment | undefined> {
+  return q.get<Deployment>(`SELECT * FROM "Deployment" WHERE "workspaceId" = ? AND "name" = ?`, [workspaceId, name]);
+}
+
+/** Deployments by id (for the dispatcher's due runs). */
+export async function readDeployments(q: SqlQueries, ids: readonly string[]): Promise<Map<string, Deployment>> {
+  const out = new Map<string, Deployment>();
+  for (let i = 0; i < ids.length; i += 500) {
+    const part = ids.slice(i, i + 500);
+    const rows = await q.all<Deployment>(`SELECT * FROM "Deployment" WHERE "id" IN (${part.map(() => "?").join(", ")})`, part);
+    for (const d of rows) out.set(d.id, d);
+  }
+  return out;
+}
+
+/**
+ * Root runs due now in the given pools, oldest first. `workPool` and `stateType` lead the
+ * index the query uses (FlowRun(stateType, workPool, expectedStartTime)).
+ */
+export function readDueRuns(
+  q: SqlQueries,
+  workspaceId: string,
+  pools: readonly string[],
+  now: Date,
+  limit: number,
+): Promise<FlowRun[]> {
+  if (!pools.length) return Promise.resolve([]);
+  return q.all<FlowRun>(
+    `${SELECT_RUN} WHERE "stateType" = 'SCHEDULED' AND "workPool" IN (${pools.map(() => "?").join(", ")})
+       AND "expectedStartTime" <= ? AND "workspaceId" = ? AND "parentFlowRunId" IS NULL
+     ORDER BY "expectedStartTime" ASC LIMIT ?`,
+    [...pools, now, workspaceId, limit],
+  );
+}
+
+/** When the next root run of these pools is due after `now`, if any is scheduled. */
+export async function nextDueTime(
+  q: SqlQueries,
+  workspaceId: string,
+  pools: readonly string[],
+  now: Date,
+): Promise<Date | undefined> {
+  if (!pools.length) return undefined;
+  const row = await q.get<{ expectedStartTime: Date }>(
+    `SELECT "expectedStartTime" FROM "FlowRun" WHERE "stateType" = 'SCHEDULED' AND "workPool" IN (${pools.map(() => "?").join(", ")})
+       AND "expectedStartTime" > ? AND "workspaceId" = ? AND "parentFlowRunId" IS NULL
+     ORDER BY "expectedStartTime" ASC LIMIT 1`,
+    [...pools, now, workspaceId],
+  );
+  return row?.expectedStartTime;
+}
