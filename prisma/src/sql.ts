@@ -70,11 +70,6 @@ export class Mutex {
       release();
     };
   }
-
-  /** Resolves once nobody holds or waits for the lock. */
-  async idle(): Promise<void> {
-    while (this.holders > 0) await this.tail;
-  }
 }
 
 // ---- SQLite -------------------------------------------------------------------------------
@@ -150,8 +145,16 @@ export class SqliteSql implements Sql {
     for (const method of ["queryRaw", "executeRaw"] as const) {
       const original = adapter[method].bind(adapter);
       adapter[method] = async (query) => {
-        while (this.ours) await this.mutex.idle();
-        return original(query);
+        // While one of our transactions is open, a plain Prisma query queues for its turn (FIFO,
+        // so a stream of our transactions cannot starve it). While one of Prisma's own is open it
+        // runs as before: Prisma code inside a Prisma transaction must not wait on that transaction.
+        if (!this.ours) return original(query);
+        const release = await this.mutex.acquire();
+        try {
+          return await original(query);
+        } finally {
+          release();
+        }
       };
     }
   }

@@ -213,7 +213,11 @@ for (const provider of PROVIDERS) {
           "the long run is RUNNING",
           async () => (await api().runs.get.query({ id: run.id })).stateType === "RUNNING",
         );
-        assert.ok(flowProcesses().filter((p) => p.agent === name).length >= 3);
+        // The pool refills the process the run took in the background.
+        await waitUntil(
+          "the run's process and two idle ones",
+          async () => flowProcesses().filter((p) => p.agent === name).length >= 3,
+        );
         await agent.stop(signal);
         await waitUntil(
           `no flow process of ${name} is left after ${signal}`,
