@@ -4,8 +4,8 @@
  * the control plane, the agent and the flow process as separate processes. For each size:
  * wall time (run created → COMPLETED with every task run persisted), task runs/s, µs per task,
  * CPU µs per task of each process (utime+stime from /proc/<pid>/stat) and its peak RSS
- * (VmHWM). Prints JSON on stdout and a table on stderr. A fresh control plane and agent per size, so peaks
- * belong to that size alone.
+ * (VmHWM). Prints JSON on stdout and a table on stderr. A fresh control plane and agent per run, so peaks
+ * belong to that size alone. Each size runs BENCH_SCALE_REPEATS times (default 3); the median run is reported.
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -28,6 +28,8 @@ import {
 const SIZES = (process.env.BENCH_SCALE_SIZES ?? "1000,10000,100000").split(",").map(Number);
 const PROVIDERS = (process.env.BENCH_SCALE_PROVIDERS ?? "sqlite,postgresql").split(",") as Provider[];
 const TICKS_PER_SECOND = 100; // USER_HZ on Linux
+/** Runs per size; the row reported is the median one (BENCH_SCALE_REPEATS=1 for a quick look). */
+const REPEATS = Math.max(1, Number(process.env.BENCH_SCALE_REPEATS ?? 3));
 
 interface ProcSample {
   cpuMs: number;
@@ -117,7 +119,7 @@ async function measure(provider: Provider, size: number) {
   }
 }
 
-const rows: Awaited<ReturnType<typeof measure>>[] = [];
+const rows: (Awaited<ReturnType<typeof measure>> & { runs: number; wallMsRange: (number | undefined)[] })[] = [];
 const skipped: Record<string, string> = {};
 for (const provider of PROVIDERS) {
   if (provider === "postgresql") {
@@ -128,9 +130,16 @@ for (const provider of PROVIDERS) {
     }
   }
   for (const size of SIZES) {
-    const row = await measure(provider, size);
-    rows.push(row);
-    console.error(`${provider} ${size}: ${row.taskRunsPerSecond} task runs/s`);
+    // The median run of REPEATS (by wall time), reported whole so its figures belong together.
+    const tries: Awaited<ReturnType<typeof measure>>[] = [];
+    for (let i = 0; i < REPEATS; i++) {
+      const row = await measure(provider, size);
+      tries.push(row);
+      console.error(`${provider} ${size} (run ${i + 1} of ${REPEATS}): ${row.taskRunsPerSecond} task runs/s`);
+    }
+    tries.sort((a, b) => a.wallMs - b.wallMs);
+    const median = tries[Math.floor(tries.length / 2)];
+    if (median) rows.push({ ...median, runs: tries.length, wallMsRange: [tries[0]?.wallMs, tries.at(-1)?.wallMs] });
   }
 }
 console.log(JSON.stringify({ cpus: (await import("node:os")).cpus().length, rows, skipped }, null, 2));
