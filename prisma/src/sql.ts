@@ -76,7 +76,7 @@ export class Mutex {
 
 /** Prisma's SQLite adapter writes DateTime values as ISO-8601 text with a `+00:00` offset; ours match. */
 function sqliteValue(v: SqlValue): string | number | null {
-  if (v instanceof Date) return v.toISOString().replace("Z", "+00:00");
+  if (v instanceof Date) return `${v.toISOString().slice(0, -1)}+00:00`;
   if (typeof v === "boolean") return v ? 1 : 0;
   if (typeof v === "object" && v !== null) throw new TypeError("SQLite has no array parameters");
   return v;

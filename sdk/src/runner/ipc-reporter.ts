@@ -1,10 +1,14 @@
-import { PROTOCOL_VERSION } from "../protocol/common.ts";
+import { LIMITS, PROTOCOL_VERSION } from "../protocol/common.ts";
 import type { LogRecord, RunEvent } from "../protocol/events.ts";
 import type { FromFlowProcess } from "../protocol/ipc.ts";
 import type { RunReporter } from "../runtime/scope.ts";
 
 const FLUSH_MS = 20;
-const FLUSH_AT = 500;
+/**
+ * As many as one agent → control plane message carries: a burst then costs the control plane
+ * one transaction (one durable commit) per thousand events.
+ */
+const FLUSH_AT = LIMITS.maxBatch;
 
 /**
  * Sends what the flow runtime reports to the agent over IPC, in batches: a burst of
