@@ -13,6 +13,9 @@
  *   core, over a 20 s window) and memory.
  * - logs: a real agent and flow process logging 50,000 lines: lines/s from run created to the
  *   last line stored.
+ * - warmThroughput: 4 real agents (4 slots each, warm pools of 4, a process serving up to 1,000
+ *   completed runs) running a one-line flow: runs/s from the first create to the last COMPLETED,
+ *   with the runs created 8 API calls at a time while the agents work.
  */
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
@@ -21,6 +24,7 @@ import {
   createDatabase,
   createToken,
   ferry,
+  flowProcesses,
   makeProject,
   type Provider,
   postgresUnavailable,
@@ -40,6 +44,8 @@ const DISPATCH_RUNS = Number(process.env.BENCH_DISPATCH_RUNS ?? 300);
 const THROUGHPUT_RUNS = Number(process.env.BENCH_THROUGHPUT_RUNS ?? 2_000);
 const IDLE_AGENTS = Number(process.env.BENCH_IDLE_AGENTS ?? 1_000);
 const LOG_LINES = Number(process.env.BENCH_LOG_LINES ?? 50_000);
+const WARM_RUNS = Number(process.env.BENCH_WARM_RUNS ?? 1_000);
+const WARM_AGENTS = 4;
 const CPU_WINDOW_MS = 20_000;
 
 async function deployment(server: Server, name: string, pool: string): Promise<void> {
@@ -199,6 +205,57 @@ async function logIngestion(server: Server, databaseUrl: string) {
   }
 }
 
+async function completedOf(databaseUrl: string, deployment: string): Promise<() => Promise<number>> {
+  const database = await openDatabase(databaseUrl, { migrate: false });
+  closers.push(() => database.close());
+  const dep = await database.db.deployment.findFirstOrThrow({ where: { name: deployment }, select: { id: true } });
+  return () => database.db.flowRun.count({ where: { deploymentId: dep.id, stateType: "COMPLETED" } });
+}
+const closers: (() => Promise<void>)[] = [];
+
+async function warmThroughput(server: Server, project: string, databaseUrl: string) {
+  const agents = await Promise.all(
+    Array.from({ length: WARM_AGENTS }, (_, i) =>
+      startAgent(server, {
+        name: `warm-tp-${i}`,
+        workDir: project,
+        concurrency: 4,
+        pools: ["default"],
+        extra: ["--warm-pool", "4", "--max-runs-per-process", "1000"],
+      }),
+    ),
+  );
+  const completed = await completedOf(databaseUrl, "bench-start");
+  const runBatch = async (n: number) => {
+    const before = await completed();
+    const started = performance.now();
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: 8 }, async () => {
+        while (next < n) {
+          next++;
+          await server.api.runs.create.mutate({ deployment: "bench-start" });
+        }
+      }),
+    );
+    await waitUntil("every run completed", async () => (await completed()) >= before + n, 600_000);
+    return (performance.now() - started) / 1000;
+  };
+  // Warm-up: every agent's pool learns the entrypoint and fills.
+  await runBatch(WARM_AGENTS * 8);
+  await new Promise((r) => setTimeout(r, 2_000));
+  const seconds = await runBatch(WARM_RUNS);
+  const warmProcesses = flowProcesses().filter((p) => p.agent?.startsWith("warm-tp-")).length;
+  for (const agent of agents) await agent.stop("SIGTERM");
+  return {
+    agents: WARM_AGENTS,
+    runs: WARM_RUNS,
+    seconds: Math.round(seconds * 100) / 100,
+    runsPerSecond: Math.round(WARM_RUNS / seconds),
+    warmProcessesAtEnd: warmProcesses,
+  };
+}
+
 async function benchProvider(provider: Provider) {
   if (provider === "postgresql") {
     const reason = await postgresUnavailable();
@@ -219,13 +276,15 @@ async function benchProvider(provider: Provider) {
     out.throughput = [];
     for (const n of [1, 10, 100]) (out.throughput as unknown[]).push(await throughput(server, token, n));
     out.idleAgents = await idleAgents(server, token);
-    await startAgent(server, { name: "bench-logs", workDir: project, concurrency: 1, pools: ["default"] });
     const deployed = await ferry(["deploy", "flows/flows.ts"], { cwd: project, env: server.env });
     if (deployed.code !== 0) throw new Error(deployed.output);
+    out.warmThroughput = await warmThroughput(server, project, database.url);
+    await startAgent(server, { name: "bench-logs", workDir: project, concurrency: 1, pools: ["default"] });
     out.logs = await logIngestion(server, database.url);
     out.controlPlaneMemory = memoryMb(server.proc.child.pid ?? 0);
     return out;
   } finally {
+    for (const close of closers.splice(0)) await close();
     await stopAll();
     await database.drop();
     removeDir(project);
@@ -242,7 +301,7 @@ process.stdout.write(
   `${JSON.stringify(
     {
       machine: { node: process.version, cpus: (await import("node:os")).cpus().length },
-      settings: { DISPATCH_RUNS, THROUGHPUT_RUNS, IDLE_AGENTS, LOG_LINES, CPU_WINDOW_MS },
+      settings: { DISPATCH_RUNS, THROUGHPUT_RUNS, IDLE_AGENTS, LOG_LINES, WARM_RUNS, CPU_WINDOW_MS },
       results,
     },
     null,

@@ -155,6 +155,33 @@ for (const provider of ["sqlite", "postgresql"] as const) {
       assert.equal(await db.flow.count({ where: { id: "f5" } }), 0);
     });
 
+    test("concurrent transactions: each commits or rolls back as a whole", async () => {
+      const at = new Date();
+      const insert = (id: string) =>
+        `INSERT INTO "Flow" ("id", "workspaceId", "name", "updatedAt") VALUES ('${id}', 'ws', '${id}', '${at.toISOString()}')`;
+      const outcomes = await Promise.allSettled(
+        Array.from({ length: 20 }, (_, i) =>
+          sql.transaction(async (tx) => {
+            await tx.run(insert(`g${i}-a`));
+            await tx.run(insert(`g${i}-b`));
+            if (i % 5 === 2) throw new Error(`job ${i} fails`);
+            // A unique violation inside a job rolls back that job alone.
+            if (i % 5 === 3) await tx.run(insert("g0-a"));
+            return i;
+          }),
+        ),
+      );
+      const failed = outcomes.flatMap((o, i) => (o.status === "rejected" ? [i] : []));
+      assert.deepEqual(failed, [2, 3, 7, 8, 12, 13, 17, 18]);
+      const stored = await db.flow.findMany({ where: { id: { startsWith: "g" } }, select: { id: true } });
+      const expected = Array.from({ length: 20 }, (_, i) => i)
+        .filter((i) => !failed.includes(i))
+        .flatMap((i) => [`g${i}-a`, `g${i}-b`]);
+      assert.deepEqual(stored.map((r) => r.id).sort(), expected.sort());
+      // Something committed is durable for the next reader at once.
+      assert.equal((await sql.get<{ n: number }>(`SELECT COUNT(*) AS "n" FROM "Flow" WHERE "id" LIKE 'g%'`))?.n, expected.length);
+    });
+
     test("Prisma's transactions and ours never mix, in either order", async () => {
       const at = new Date();
       let releasePrisma!: () => void;
