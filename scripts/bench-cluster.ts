@@ -6,7 +6,9 @@
  *
  * - dispatchMs: run created (API call starts) → run.assign at an idle agent on the same control
  *   plane; on PostgreSQL also at an idle agent connected to another replica (created through A,
- *   agent on B). One run at a time, each after the previous one finished.
+ *   agent on B). One run at a time, each after the previous one finished. `serverSide`: the
+ *   control plane's own ferry_dispatch_latency_seconds over the same runs (scraped before and
+ *   after): from just before the run is written (its durable commit included) to run.assign sent.
  * - throughput: runs/s dispatched and completed by 1, 10 and 100 agents (4 slots each), with
  *   the runs queued before the agents connect, so the figure is the dispatch loop's.
  * - idleAgents: 1,000 connected agents heartbeating (default 5 s): control-plane CPU (% of one
@@ -37,7 +39,7 @@ import {
   stopAll,
   waitUntil,
 } from "../tests/e2e/harness.ts";
-import { cpuSeconds, memoryMb, summary } from "./bench/stats.ts";
+import { cpuSeconds, histogramQuantiles, memoryMb, scrapeHistogram, summary } from "./bench/stats.ts";
 import { FakeAgent } from "./fake-agent.ts";
 
 const DISPATCH_RUNS = Number(process.env.BENCH_DISPATCH_RUNS ?? 300);
@@ -85,7 +87,7 @@ async function dispatchLatency(createOn: Server | { api: Server["api"] }, agent:
 
 async function dispatchAcrossReplicas(a: Server, b: { url: string; api: Server["api"] }, token: string) {
   await deployment(a, "bench-replicas", "bench-replicas");
-  const results: Record<string, ReturnType<typeof summary>> = {};
+  const results: Record<string, ReturnType<typeof summary> & { serverSide: ReturnType<typeof histogramQuantiles> }> = {};
   for (const [label, url] of [
     ["sameReplica", a.url],
     ["acrossReplicas", b.url],
@@ -99,7 +101,12 @@ async function dispatchAcrossReplicas(a: Server, b: { url: string; api: Server["
       complete: true,
     });
     await agent.connect();
-    results[label] = await dispatchLatency(a, agent, "bench-replicas");
+    // The replica the agent is connected to sends the assignment and times it.
+    const on = label === "sameReplica" ? a : { url: b.url, adminToken: a.adminToken };
+    const before = await scrapeHistogram(on.url, on.adminToken, "ferry_dispatch_latency_seconds");
+    const fromApiCall = await dispatchLatency(a, agent, "bench-replicas");
+    const after = await scrapeHistogram(on.url, on.adminToken, "ferry_dispatch_latency_seconds");
+    results[label] = { ...fromApiCall, serverSide: histogramQuantiles(before, after) };
     agent.close();
     await new Promise((r) => setTimeout(r, 500));
   }
@@ -118,7 +125,10 @@ async function dispatchOnOne(server: Server, token: string) {
   });
   await agent.connect();
   try {
-    return await dispatchLatency(server, agent, "bench-dispatch");
+    const before = await scrapeHistogram(server.url, server.adminToken, "ferry_dispatch_latency_seconds");
+    const fromApiCall = await dispatchLatency(server, agent, "bench-dispatch");
+    const after = await scrapeHistogram(server.url, server.adminToken, "ferry_dispatch_latency_seconds");
+    return { ...fromApiCall, serverSide: histogramQuantiles(before, after) };
   } finally {
     agent.close();
   }

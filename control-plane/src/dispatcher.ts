@@ -16,6 +16,8 @@ export interface Reservation {
   agent: AgentConnection;
   token: string;
   assignment: Assignment;
+  /** performance.now() when the slot was reserved, just before the run is written. */
+  at: number;
 }
 
 /** A due run as the dispatcher reads it. */
@@ -299,7 +301,8 @@ export class Dispatcher {
     // requeue); marking a run Late (scheduler.ts) changes its state time but it was due before.
     const due = run.expectedStartTime.getTime();
     const readyAt = run.stateName === "Late" ? due : Math.max(due, run.stateTimestamp.getTime());
-    this.push(run, run.deployment, agent, attempt, leaseExpiresAt, readyAt);
+    // Another replica's clock may run ahead of ours: never a negative latency.
+    this.push(run, run.deployment, agent, attempt, leaseExpiresAt, Math.max(0, Date.now() - readyAt));
     return true;
   }
 
@@ -330,7 +333,7 @@ export class Dispatcher {
       return undefined;
     }
     const leaseExpiresAt = new Date(Date.now() + this.options.leaseMs);
-    return { agent, token, assignment: { agentId: agent.agentId, agentName: agent.name, leaseExpiresAt } };
+    return { agent, token, assignment: { agentId: agent.agentId, agentName: agent.name, leaseExpiresAt }, at: performance.now() };
   }
 
   /** After a reserved create: pushes the run to its agent, or frees the slot when the run was not assigned. */
@@ -343,17 +346,18 @@ export class Dispatcher {
       return;
     }
     agent.held.add(run.id);
-    this.push(run, deployment, agent, 1, assignment.leaseExpiresAt, run.createdAt.getTime());
+    // Measured with the monotonic clock from just before the run was written: the commit included.
+    this.push(run, deployment, agent, 1, assignment.leaseExpiresAt, performance.now() - reservation.at);
   }
 
-  /** Sends a claimed run to its agent and announces the change; `readyAt` (ms): when it became dispatchable. */
+  /** Sends a claimed run to its agent and announces the change; `latencyMs`: since it became dispatchable. */
   private push(
     run: FlowRun,
     deployment: Deployment,
     agent: AgentConnection,
     attempt: number,
     leaseExpiresAt: Date,
-    readyAt: number,
+    latencyMs: number,
   ): void {
     runChanged(this.db, run.workspaceId, run.id);
     changesOf(this.db).publish({ kind: "agents", workspaceId: run.workspaceId });
@@ -378,7 +382,6 @@ export class Dispatcher {
           }
         : {}),
     });
-    // Another replica's clock may run ahead of ours: never a negative latency.
-    this.options.onAssigned?.(run, Math.max(0, Date.now() - readyAt));
+    this.options.onAssigned?.(run, latencyMs);
   }
 }

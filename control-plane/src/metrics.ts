@@ -7,7 +7,9 @@ import type { Logger } from "./logger.ts";
 const PREFIX = "ferry_";
 
 /** Run created or due → `run.assign` sent: about a millisecond on an idle control plane, seconds under load. */
-const DISPATCH_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+const DISPATCH_BUCKETS = [
+  0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60,
+];
 /** One database statement: tens of microseconds (SQLite) to seconds (a big sweep). */
 const DB_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
 

@@ -1,5 +1,5 @@
 import { randomBytes, timingSafeEqual } from "node:crypto";
-import type { Db } from "@ferry/prisma";
+import { type Db, sqlOf } from "@ferry/prisma";
 import type { FlowRun, Trigger } from "@ferry/prisma/sqlite";
 import type { EventPublished } from "@ferry/sdk/protocol";
 import { hashSecret } from "./auth/tokens.ts";
@@ -149,10 +149,12 @@ export class TriggerEngine {
     stateName: string;
     attempt: number;
   }) {
+    // Direct SQL: this runs for every state of every run (see prisma/src/sql.ts).
     const triggers = (
-      await this.db.trigger.findMany({
-        where: { kind: "run_state", active: true, workspaceId: c.workspaceId, sourceDeploymentId: c.deploymentId },
-      })
+      await sqlOf(this.db).all<Trigger>(
+        `SELECT * FROM "Trigger" WHERE "sourceDeploymentId" = ? AND "workspaceId" = ? AND "kind" = 'run_state' AND "active" = ?`,
+        [c.deploymentId, c.workspaceId, true],
+      )
     ).filter((t) => parseStrings(t.statesJson).includes(c.stateType));
     if (!triggers.length) return;
     const run = await this.db.flowRun.findUnique({

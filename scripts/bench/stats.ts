@@ -36,3 +36,44 @@ export function memoryMb(pid: number): { rssMb: number; peakRssMb: number } {
   const kb = (name: string) => Number(new RegExp(`${name}:\\s+(\\d+)`).exec(status)?.[1] ?? 0);
   return { rssMb: Math.round(kb("VmRSS") / 1024), peakRssMb: Math.round(kb("VmHWM") / 1024) };
 }
+
+/** Cumulative counts of a Prometheus histogram, by upper bound (seconds), as scraped from /metrics. */
+export async function scrapeHistogram(url: string, token: string, name: string): Promise<Map<number, number>> {
+  const res = await fetch(new URL("/metrics", url), { headers: { authorization: `Bearer ${token}` } });
+  if (!res.ok) throw new Error(`GET /metrics: ${res.status}`);
+  const buckets = new Map<number, number>();
+  for (const line of (await res.text()).split("\n")) {
+    const m = new RegExp(`^${name}_bucket\\{le="([^"]+)"\\} (\\d+)`).exec(line);
+    if (m?.[1] && m[2]) buckets.set(m[1] === "+Inf" ? Number.POSITIVE_INFINITY : Number(m[1]), Number(m[2]));
+  }
+  return buckets;
+}
+
+/**
+ * p50 and p99 (ms) of the observations between two scrapes of a histogram, interpolated
+ * linearly inside the bucket that holds each (as Prometheus' histogram_quantile does).
+ */
+export function histogramQuantiles(
+  before: Map<number, number>,
+  after: Map<number, number>,
+): { n: number; p50: number; p99: number } {
+  const bounds = [...after.keys()].sort((a, b) => a - b);
+  const counts = bounds.map((b) => (after.get(b) ?? 0) - (before.get(b) ?? 0));
+  const n = counts.at(-1) ?? 0;
+  const quantile = (q: number) => {
+    const rank = q * n;
+    for (let i = 0; i < bounds.length; i++) {
+      const c = counts[i] ?? 0;
+      if (c >= rank) {
+        const lower = i ? (bounds[i - 1] ?? 0) : 0;
+        const upper = bounds[i] ?? lower;
+        if (!Number.isFinite(upper)) return lower * 1000;
+        const below = i ? (counts[i - 1] ?? 0) : 0;
+        const fraction = c === below ? 0 : (rank - below) / (c - below);
+        return Math.round((lower + (upper - lower) * fraction) * 1000 * 100) / 100;
+      }
+    }
+    return Number.NaN;
+  };
+  return { n, p50: quantile(0.5), p99: quantile(0.99) };
+}

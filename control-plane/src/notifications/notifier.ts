@@ -1,5 +1,5 @@
-import type { Db } from "@ferry/prisma";
-import type { NotificationChannel, NotificationDelivery } from "@ferry/prisma/sqlite";
+import { type Db, sqlOf } from "@ferry/prisma";
+import type { NotificationChannel, NotificationDelivery, NotificationRule } from "@ferry/prisma/sqlite";
 import { changesOf } from "../changes.ts";
 import { newId } from "../ids.ts";
 import { parseObject, parseStrings } from "../json.ts";
@@ -185,14 +185,12 @@ export class Notifier {
 
   /** The active rules of a workspace that apply to a deployment (or to all) and want an event. */
   private async rulesFor(workspaceId: string, deploymentId: string | null, event: AlertEvent, onlyRule?: string) {
-    const rules = await this.db.notificationRule.findMany({
-      where: {
-        workspaceId,
-        active: true,
-        ...(onlyRule ? { id: onlyRule } : {}),
-        OR: [{ deploymentId: null }, ...(deploymentId ? [{ deploymentId }] : [])],
-      },
-    });
+    // Direct SQL: every run that ends passes here (see prisma/src/sql.ts).
+    const rules = await sqlOf(this.db).all<NotificationRule>(
+      `SELECT * FROM "NotificationRule" WHERE "workspaceId" = ? AND "active" = ?
+         AND ("deploymentId" IS NULL OR "deploymentId" = ?)${onlyRule ? ` AND "id" = ?` : ""}`,
+      [workspaceId, true, deploymentId, ...(onlyRule ? [onlyRule] : [])],
+    );
     return rules.filter((rule) => alertEvents(rule.eventsJson).includes(event));
   }
 
