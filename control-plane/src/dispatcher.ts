@@ -1,4 +1,4 @@
-import { type Db, type Provider, sqlOf } from "@ferry/prisma";
+import { type Db, sqlOf } from "@ferry/prisma";
 import type { Deployment, FlowRun } from "@ferry/prisma/sqlite";
 import { PROTOCOL_VERSION } from "@ferry/sdk/protocol";
 import type { AgentConnection } from "./agents/connection.ts";
@@ -6,7 +6,7 @@ import { changesOf, runChanged } from "./changes.ts";
 import { newId } from "./ids.ts";
 import type { Logger } from "./logger.ts";
 import type { Assignment } from "./orchestration/create-run.ts";
-import { insertFlowRunState, nextDueTime, readDeployments, readDueRuns, updateFlowRun } from "./orchestration/flow-run-sql.ts";
+import { nextDueTime, readDeployments, readDueRuns, transitionRun } from "./orchestration/flow-run-sql.ts";
 import { proposeFlowRunState } from "./orchestration/flow-runs.ts";
 
 export const HELD_STATES = ["PENDING", "RUNNING", "CANCELLING", "PAUSED"];
@@ -25,8 +25,6 @@ type DueRun = FlowRun & { deployment: Deployment | null };
 
 export interface DispatcherOptions {
   leaseMs: number;
-  /** PostgreSQL claims lock the run row (`FOR UPDATE SKIP LOCKED`): replicas never wait on each other. */
-  provider?: Provider;
   /**
    * Called when a run's assignment was sent to an agent (by a dispatch pass or the fast path),
    * with the time since the run became dispatchable: created, due, or back in the queue.
@@ -258,32 +256,20 @@ export class Dispatcher {
       });
       return false;
     }
-    const sql = sqlOf(this.db);
-    const claimed = await sql.transaction(async (tx) => {
-      if (sql.provider === "postgresql") {
-        // Another replica claiming this run right now holds its row: skip it rather than wait.
-        const locked = await tx.get(
-          `SELECT "id" FROM "FlowRun" WHERE "id" = ? AND "stateType" = 'SCHEDULED' AND "attempt" = ? FOR UPDATE SKIP LOCKED`,
-          [run.id, run.attempt],
-        );
-        if (!locked) return false;
-      }
-      const updated = await updateFlowRun(
-        tx,
-        run.id,
-        { stateType: "SCHEDULED", attempt: run.attempt },
-        {
-          stateType: "PENDING",
-          stateName: "Pending",
-          stateMessage: null,
-          stateTimestamp: now,
-          agentId: agent.agentId,
-          attempt,
-          leaseExpiresAt,
-        },
-      );
-      if (!updated) return false;
-      await insertFlowRunState(tx, {
+    // Another replica claiming this run right now holds its row (PostgreSQL): skip it rather than wait.
+    const claimed = await transitionRun(sqlOf(this.db), {
+      flowRunId: run.id,
+      expected: { stateType: "SCHEDULED", attempt: run.attempt },
+      changes: {
+        stateType: "PENDING",
+        stateName: "Pending",
+        stateMessage: null,
+        stateTimestamp: now,
+        agentId: agent.agentId,
+        attempt,
+        leaseExpiresAt,
+      },
+      state: {
         id: newId(),
         workspaceId: run.workspaceId,
         flowRunId: run.id,
@@ -292,8 +278,8 @@ export class Dispatcher {
         message: `assigned to agent ${agent.name}`,
         timestamp: now,
         attempt,
-      });
-      return true;
+      },
+      skipLocked: true,
     });
     if (!claimed) return false;
     agent.held.add(run.id);

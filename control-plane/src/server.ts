@@ -99,7 +99,6 @@ async function start(database: OpenDatabase, metrics: ControlPlaneMetrics, optio
   const auth = new Authenticator(db, await sessionKey(db));
   const dispatcher = new Dispatcher(db, logger.child({ component: "dispatcher" }), {
     leaseMs,
-    provider: database.provider,
     onAssigned: (_run, latencyMs) => metrics.dispatchLatency.observe(latencyMs / 1000),
   });
   const slots = new TagSlots(db, logger.child({ component: "slots" }), database.provider);

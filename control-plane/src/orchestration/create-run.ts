@@ -5,7 +5,7 @@ import { DomainError } from "../errors.ts";
 import { newId, shortId } from "../ids.ts";
 import { parseJson } from "../json.ts";
 import type { ParamsValidator } from "../params.ts";
-import { insertFlowRun, insertFlowRunState } from "./flow-run-sql.ts";
+import { insertRunWithStates } from "./flow-run-sql.ts";
 
 export interface NewRun {
   workspaceId: string;
@@ -109,9 +109,8 @@ export async function createFlowRun(db: Db, params: ParamsValidator, input: NewR
   };
   try {
     // Direct SQL (flow-run-sql.ts): this is on the path from an API call to an agent.
-    await sqlOf(db).transaction(async (tx) => {
-      await insertFlowRun(tx, run);
-      await insertFlowRunState(tx, {
+    await insertRunWithStates(sqlOf(db), run, [
+      {
         id: newId(),
         workspaceId,
         flowRunId: id,
@@ -122,20 +121,22 @@ export async function createFlowRun(db: Db, params: ParamsValidator, input: NewR
           : null,
         timestamp: now,
         attempt: 0,
-      });
-      if (input.assign) {
-        await insertFlowRunState(tx, {
-          id: newId(),
-          workspaceId,
-          flowRunId: id,
-          type: "PENDING",
-          name: "Pending",
-          message: `assigned to agent ${input.assign.agentName}`,
-          timestamp: now,
-          attempt: 1,
-        });
-      }
-    });
+      },
+      ...(input.assign
+        ? [
+            {
+              id: newId(),
+              workspaceId,
+              flowRunId: id,
+              type: "PENDING",
+              name: "Pending",
+              message: `assigned to agent ${input.assign.agentName}`,
+              timestamp: now,
+              attempt: 1,
+            },
+          ]
+        : []),
+    ]);
     runChanged(db, workspaceId, id);
     return { run, created: true };
   } catch (err) {

@@ -3,7 +3,7 @@ import type { FlowRun } from "@ferry/prisma/sqlite";
 import { isTerminal, type OrchestrationResult, type StateProposal, StateType } from "@ferry/sdk/protocol";
 import { changesOf, runChanged } from "../changes.ts";
 import { newId } from "../ids.ts";
-import { insertFlowRunState, readFlowRun, updateFlowRun } from "./flow-run-sql.ts";
+import { insertFlowRunState, readFlowRun, transitionRun, updateFlowRun } from "./flow-run-sql.ts";
 import { decideTransition, type Proposer, shouldRetry } from "./rules.ts";
 
 export interface ProposeInput {
@@ -111,32 +111,39 @@ export async function proposeFlowRunState(db: Db, input: ProposeInput): Promise<
 
     const at = input.timestamp ?? new Date();
     const retry = shouldRetry(input.state.type, run.retryCount, run.maxRetries);
-    const outcome = await sql.transaction(async (tx): Promise<FlowRun | null> => {
-      const columns = stateColumns(run, input.state, at);
-      const updatedAt = new Date();
-      const updated = await updateFlowRun(
-        tx,
-        run.id,
-        { stateType: run.stateType, attempt: run.attempt, stateTimestamp: run.stateTimestamp },
-        { ...columns, updatedAt },
-      );
-      if (!updated) return null;
-      // The attempt is over: the concurrency slots its task runs held are free.
-      if (isTerminal(input.state.type)) await tx.run(`DELETE FROM "ConcurrencySlot" WHERE "flowRunId" = ?`, [run.id]);
-      await insertFlowRunState(tx, {
-        id: newId(),
-        workspaceId: run.workspaceId,
+    const columns = stateColumns(run, input.state, at);
+    const updatedAt = new Date();
+    const expected = { stateType: run.stateType, attempt: run.attempt, stateTimestamp: run.stateTimestamp };
+    const history = {
+      id: newId(),
+      workspaceId: run.workspaceId,
+      flowRunId: run.id,
+      type: input.state.type,
+      name: input.state.name,
+      message: storable(input.state.message),
+      timestamp: at,
+      attempt: run.attempt,
+      eventId: input.eventId ?? null,
+    };
+    // The attempt is over: the concurrency slots its task runs held are free.
+    const freeSlots = isTerminal(input.state.type);
+    // The row as written, without reading it back.
+    let outcome: FlowRun | null;
+    if (!retry) {
+      const changed = await transitionRun(sql, {
         flowRunId: run.id,
-        type: input.state.type,
-        name: input.state.name,
-        message: storable(input.state.message),
-        timestamp: at,
-        attempt: run.attempt,
-        eventId: input.eventId ?? null,
+        expected,
+        changes: { ...columns, updatedAt },
+        state: history,
+        freeSlots,
       });
-      // The row as written, without reading it back.
-      let written: FlowRun = { ...run, ...columns, updatedAt };
-      if (retry) {
+      outcome = changed ? { ...run, ...columns, updatedAt } : null;
+    } else {
+      // A retry: the end of this attempt and the run's return to the queue, in one transaction.
+      outcome = await sql.transaction(async (tx): Promise<FlowRun | null> => {
+        if (!(await updateFlowRun(tx, run.id, expected, { ...columns, updatedAt }))) return null;
+        if (freeSlots) await tx.run(`DELETE FROM "ConcurrencySlot" WHERE "flowRunId" = ?`, [run.id]);
+        await insertFlowRunState(tx, history);
         const retryAt = new Date(at.getTime() + run.retryDelayMs);
         const state: StateProposal = {
           type: "SCHEDULED",
@@ -155,7 +162,6 @@ export async function proposeFlowRunState(db: Db, input: ProposeInput): Promise<
           expectedStartTime: retryAt,
         };
         await updateFlowRun(tx, run.id, {}, { ...requeued, updatedAt }, { incrementRetryCount: true });
-        written = { ...written, ...requeued, retryCount: run.retryCount + 1 };
         await insertFlowRunState(tx, {
           id: newId(),
           workspaceId: run.workspaceId,
@@ -166,9 +172,9 @@ export async function proposeFlowRunState(db: Db, input: ProposeInput): Promise<
           timestamp: retryAtStamp,
           attempt: run.attempt,
         });
-      }
-      return written;
-    });
+        return { ...run, ...columns, ...requeued, updatedAt, retryCount: run.retryCount + 1 };
+      });
+    }
     if (!outcome) continue; // someone else changed the run: decide again on the fresh row
     const endedOthers =
       isTerminal(input.state.type) && input.state.type !== "COMPLETED"
