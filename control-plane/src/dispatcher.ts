@@ -1,4 +1,4 @@
-import { type Db, sqlOf } from "@ferry/prisma";
+import { type Db, inList, sqlOf } from "@ferry/prisma";
 import type { Deployment, FlowRun } from "@ferry/prisma/sqlite";
 import { PROTOCOL_VERSION } from "@ferry/sdk/protocol";
 import type { AgentConnection } from "./agents/connection.ts";
@@ -186,11 +186,11 @@ export class Dispatcher {
     due: DueRun[],
   ): Promise<{ admit(run: DueRun): Promise<boolean>; taken(run: DueRun): void }> {
     // Only what a limit applies to is counted: with no limits, a pass costs one small query.
-    const names = [...new Set(due.map((r) => r.workPool))];
+    const names = inList([...new Set(due.map((r) => r.workPool))]);
     const pools = await sqlOf(this.db).all<{ name: string; concurrencyLimit: number | null }>(
       `SELECT "name", "concurrencyLimit" FROM "WorkPool"
-       WHERE "workspaceId" = ? AND "name" IN (${names.map(() => "?").join(", ")}) AND "concurrencyLimit" IS NOT NULL`,
-      [workspaceId, ...names],
+       WHERE "workspaceId" = ? AND "name" IN (${names.placeholders}) AND "concurrencyLimit" IS NOT NULL`,
+      [workspaceId, ...names.params],
     );
     const limitedPools = pools.map((p) => p.name);
     const limitedDeployments = [

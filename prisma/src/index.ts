@@ -21,6 +21,7 @@ export {
 } from "./migrate.ts";
 export {
   attachSql,
+  inList,
   type Sql,
   type SqlQueries,
   type SqlRow,

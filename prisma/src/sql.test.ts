@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import pg from "pg";
 import { type OpenDatabase, openDatabase, type Provider } from "./database.ts";
-import { Mutex, sqlOf } from "./sql.ts";
+import { inList, Mutex, sqlOf } from "./sql.ts";
 
 const PG_ADMIN_URL = process.env.FERRY_TEST_POSTGRES_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
 
@@ -62,6 +62,17 @@ test("Mutex: turns in order, locked while held or awaited", async () => {
   assert.equal(m.locked, false);
 });
 
+test("inList pads to a few sizes with the last value, so few statement texts exist", () => {
+  assert.deepEqual(inList(["a"]), { placeholders: "?", params: ["a"] });
+  assert.deepEqual(inList(["a", "b"]).params, ["a", "b", "b", "b"]);
+  assert.equal(inList(Array.from({ length: 17 }, (_, i) => `v${i}`)).params.length, 64);
+  assert.equal(inList(Array.from({ length: 500 }, (_, i) => `v${i}`)).params.length, 500);
+  assert.equal(inList(Array.from({ length: 501 }, (_, i) => `v${i}`)).params.length, 1000);
+  const sizes = new Set(Array.from({ length: 500 }, (_, i) => inList(Array.from({ length: i + 1 }, () => "x")).params.length));
+  assert.deepEqual([...sizes], [1, 4, 16, 64, 256, 500]);
+  assert.throws(() => inList([]), /at least one value/);
+});
+
 for (const provider of ["sqlite", "postgresql"] as const) {
   describe(`direct SQL on ${provider}`, async () => {
     const opened = await open(provider);
@@ -96,6 +107,19 @@ for (const provider of ["sqlite", "postgresql"] as const) {
       const viaPrisma = await db.flow.findUniqueOrThrow({ where: { id: "f2" } });
       assert.equal(viaPrisma.createdAt.toISOString(), at.toISOString());
       assert.equal(await sql.get(`SELECT "id" FROM "Flow" WHERE "id" = ?`, ["nope"]), undefined);
+    });
+
+    test("an IN list padded with its last value finds what the exact list finds", async () => {
+      const ids = ["f1", "f2", "nope"];
+      const list = inList(ids);
+      const rows = await sql.all<{ id: string }>(
+        `SELECT "id" FROM "Flow" WHERE "id" IN (${list.placeholders}) ORDER BY "id"`,
+        list.params,
+      );
+      assert.deepEqual(
+        rows.map((r) => r.id),
+        ["f1", "f2"],
+      );
     });
 
     test("columns come back typed as Prisma returns them: Boolean as boolean, text that looks like a time stays text", async () => {

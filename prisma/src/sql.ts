@@ -272,6 +272,7 @@ function pgValue(v: SqlValue): unknown {
 }
 
 const MAX_NAMED_STATEMENT_CHARS = 4000;
+const MAX_NAMED_STATEMENTS = 1000;
 
 export class PostgresSql implements Sql {
   readonly provider = "postgresql" as const;
@@ -292,11 +293,11 @@ export class PostgresSql implements Sql {
   private config(text: string, params: readonly SqlValue[]): pg.QueryConfig {
     let entry = this.names.get(text);
     if (!entry) {
-      entry = {
-        name: text.length <= MAX_NAMED_STATEMENT_CHARS ? `ferry_${this.names.size + 1}` : undefined,
-        text: numbered(text),
-      };
-      this.names.set(text, entry);
+      // Past MAX_NAMED_STATEMENTS texts (a caller building statements it should not), new ones
+      // are sent unnamed: each connection's prepared statements stay bounded.
+      const named = text.length <= MAX_NAMED_STATEMENT_CHARS && this.names.size < MAX_NAMED_STATEMENTS;
+      entry = { name: named ? `ferry_${this.names.size + 1}` : undefined, text: numbered(text) };
+      if (this.names.size < MAX_NAMED_STATEMENTS * 2) this.names.set(text, entry);
     }
     return {
       text: entry.text,
@@ -357,6 +358,26 @@ export class PostgresSql implements Sql {
       this.onQuery?.((performance.now() - started) / 1000, "transaction");
     }
   }
+}
+
+// ---- IN lists -----------------------------------------------------------------------------
+
+/** The sizes an IN list is padded to (then multiples of the last): each statement text is one of a few. */
+const IN_LIST_SIZES = [1, 4, 16, 64, 256, 500];
+
+/**
+ * Placeholders and values for `"col" IN (…)`. The list is padded to the next of a few sizes by
+ * repeating its last value (which changes no result), so lists of 1 to 500 values make six
+ * statement texts, not five hundred: the statement caches (better-sqlite3's prepared statements,
+ * PostgreSQL's named statements per connection) stay small.
+ */
+export function inList(values: readonly SqlScalar[]): { placeholders: string; params: SqlScalar[] } {
+  if (!values.length) throw new Error("an IN list needs at least one value");
+  const last = IN_LIST_SIZES[IN_LIST_SIZES.length - 1] ?? 1;
+  const size = IN_LIST_SIZES.find((n) => n >= values.length) ?? Math.ceil(values.length / last) * last;
+  const params = [...values];
+  while (params.length < size) params.push(values[values.length - 1] ?? null);
+  return { placeholders: params.map(() => "?").join(", "), params };
 }
 
 // ---- registry -----------------------------------------------------------------------------

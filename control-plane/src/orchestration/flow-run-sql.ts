@@ -1,4 +1,4 @@
-import type { Sql, SqlQueries, SqlScalar } from "@ferry/prisma";
+import { inList, type Sql, type SqlQueries, type SqlScalar } from "@ferry/prisma";
 import type { Deployment, FlowRun } from "@ferry/prisma/sqlite";
 
 /**
@@ -117,7 +117,8 @@ export async function readDeployments(q: SqlQueries, ids: readonly string[]): Pr
   const out = new Map<string, Deployment>();
   for (let i = 0; i < ids.length; i += 500) {
     const part = ids.slice(i, i + 500);
-    const rows = await q.all<Deployment>(`SELECT * FROM "Deployment" WHERE "id" IN (${part.map(() => "?").join(", ")})`, part);
+    const list = inList(part);
+    const rows = await q.all<Deployment>(`SELECT * FROM "Deployment" WHERE "id" IN (${list.placeholders})`, list.params);
     for (const d of rows) out.set(d.id, d);
   }
   return out;
@@ -135,11 +136,12 @@ export function readDueRuns(
   limit: number,
 ): Promise<FlowRun[]> {
   if (!pools.length) return Promise.resolve([]);
+  const list = inList(pools);
   return q.all<FlowRun>(
-    `${SELECT_RUN} WHERE "stateType" = 'SCHEDULED' AND "workPool" IN (${pools.map(() => "?").join(", ")})
+    `${SELECT_RUN} WHERE "stateType" = 'SCHEDULED' AND "workPool" IN (${list.placeholders})
        AND "expectedStartTime" <= ? AND "workspaceId" = ? AND "parentFlowRunId" IS NULL
      ORDER BY "expectedStartTime" ASC LIMIT ?`,
-    [...pools, now, workspaceId, limit],
+    [...list.params, now, workspaceId, limit],
   );
 }
 
@@ -151,11 +153,12 @@ export async function nextDueTime(
   now: Date,
 ): Promise<Date | undefined> {
   if (!pools.length) return undefined;
+  const list = inList(pools);
   const row = await q.get<{ expectedStartTime: Date }>(
-    `SELECT "expectedStartTime" FROM "FlowRun" WHERE "stateType" = 'SCHEDULED' AND "workPool" IN (${pools.map(() => "?").join(", ")})
+    `SELECT "expectedStartTime" FROM "FlowRun" WHERE "stateType" = 'SCHEDULED' AND "workPool" IN (${list.placeholders})
        AND "expectedStartTime" > ? AND "workspaceId" = ? AND "parentFlowRunId" IS NULL
      ORDER BY "expectedStartTime" ASC LIMIT 1`,
-    [...pools, now, workspaceId],
+    [...list.params, now, workspaceId],
   );
   return row?.expectedStartTime;
 }

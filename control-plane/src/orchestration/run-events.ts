@@ -1,4 +1,4 @@
-import { type Db, type SqlQueries, sqlOf } from "@ferry/prisma";
+import { type Db, inList, type SqlQueries, sqlOf } from "@ferry/prisma";
 import type { FlowRun } from "@ferry/prisma/sqlite";
 import {
   isTerminal,
@@ -236,9 +236,10 @@ async function idsOf(
   const found = new Set<string>();
   for (let i = 0; i < ids.length; i += 500) {
     const part = ids.slice(i, i + 500);
+    const list = inList(part);
     const rows = await q.all<{ id: string; workspaceId: string }>(
-      `SELECT "id", "workspaceId" FROM "${table}" WHERE "id" IN (${part.map(() => "?").join(", ")})`,
-      part,
+      `SELECT "id", "workspaceId" FROM "${table}" WHERE "id" IN (${list.placeholders})`,
+      list.params,
     );
     for (const r of rows) if (r.workspaceId === workspaceId) found.add(r.id);
   }
