@@ -215,13 +215,15 @@ async function logIngestion(server: Server, databaseUrl: string) {
   }
 }
 
+/** Database handles a provider's run opened, closed when it ends. */
+const closers: (() => Promise<void>)[] = [];
+
 async function completedOf(databaseUrl: string, deployment: string): Promise<() => Promise<number>> {
   const database = await openDatabase(databaseUrl, { migrate: false });
   closers.push(() => database.close());
   const dep = await database.db.deployment.findFirstOrThrow({ where: { name: deployment }, select: { id: true } });
   return () => database.db.flowRun.count({ where: { deploymentId: dep.id, stateType: "COMPLETED" } });
 }
-const closers: (() => Promise<void>)[] = [];
 
 async function warmThroughput(server: Server, project: string, databaseUrl: string) {
   const agents = await Promise.all(

@@ -103,7 +103,6 @@ async function start(database: OpenDatabase, metrics: ControlPlaneMetrics, optio
   });
   const slots = new TagSlots(db, logger.child({ component: "slots" }), database.provider);
   const hub = new AgentHub(db, auth, dispatcher, slots, logger.child({ component: "agents" }), {
-    provider: database.provider,
     heartbeatIntervalMs,
     leaseMs,
     serverVersion: SERVER_VERSION,

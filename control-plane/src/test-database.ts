@@ -107,3 +107,25 @@ export async function emptyDatabase(provider: Provider): Promise<TestDatabase | 
     throw err;
   }
 }
+
+/**
+ * For unit tests on either database: runs `body` on an empty, migrated database holding workspace
+ * `ws-1` and its flow `flow-1` (FIXTURE's ids), then removes the database. Without a PostgreSQL
+ * server the test is skipped with the reason (see emptyDatabase).
+ */
+export async function withWorkspaceDatabase(
+  provider: Provider,
+  skip: (reason: string) => void,
+  body: (database: OpenDatabase) => Promise<void>,
+): Promise<void> {
+  const opened = await emptyDatabase(provider);
+  if (typeof opened === "string") return skip(opened);
+  try {
+    const { db } = opened.database;
+    await db.workspace.create({ data: { id: FIXTURE.workspaceId, name: "w", slug: "w" } });
+    await db.flow.create({ data: { id: FIXTURE.flowId, workspaceId: FIXTURE.workspaceId, name: "f" } });
+    await body(opened.database);
+  } finally {
+    await opened.close();
+  }
+}

@@ -7,7 +7,7 @@ import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { PrismaClient as SqlitePrismaClient } from "../generated/sqlite/client.ts";
 import { migrate } from "./migrate.ts";
-import { attachSql, PostgresSql, type Sql, SqliteSql } from "./sql.ts";
+import { attachSql, PostgresSql, SqliteSql } from "./sql.ts";
 
 export type Provider = "sqlite" | "postgresql";
 
@@ -20,8 +20,6 @@ export type Db = SqlitePrismaClient;
 
 export interface OpenDatabase {
   db: Db;
-  /** Direct SQL on the same connection (SQLite) or pool (PostgreSQL), for hot paths; also `sqlOf(db)`. */
-  sql: Sql;
   provider: Provider;
   url: string;
   /** Disconnects the Prisma client (and its connection pool). */
@@ -121,7 +119,7 @@ export async function openDatabase(url: string, options: OpenDatabaseOptions = {
     // 64 MiB of page cache instead of 2: the indexes of a 100,000-task run stay in memory.
     await db.$executeRawUnsafe("PRAGMA cache_size = -65536");
     attachSql(db, sql);
-    return { db, sql, provider, url, close: () => db.$disconnect() };
+    return { db, provider, url, close: () => db.$disconnect() };
   }
 
   const schema = postgresSchemaOf(url);
@@ -161,5 +159,5 @@ export async function openDatabase(url: string, options: OpenDatabaseOptions = {
   // one `Db` type serves both. schema-match.test.ts exercises every model through both clients.
   const db = client as unknown as Db;
   attachSql(db, sql);
-  return { db, sql, provider, url, close: () => client.$disconnect() };
+  return { db, provider, url, close: () => client.$disconnect() };
 }

@@ -20,6 +20,7 @@ export {
   readMigrations,
 } from "./migrate.ts";
 export {
+  allIn,
   attachSql,
   inList,
   type Sql,

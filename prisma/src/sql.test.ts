@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import pg from "pg";
 import { type OpenDatabase, openDatabase, type Provider } from "./database.ts";
-import { inList, Mutex, sqlOf } from "./sql.ts";
+import { allIn, inList, Mutex, type SqlQueries, sqlOf } from "./sql.ts";
 
 const PG_ADMIN_URL = process.env.FERRY_TEST_POSTGRES_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
 
@@ -81,11 +81,15 @@ for (const provider of ["sqlite", "postgresql"] as const) {
       return;
     }
     after(() => opened.close());
-    const { db, sql } = opened.database;
+    const { db } = opened.database;
+    const sql = sqlOf(db);
     await db.workspace.create({ data: { id: "ws", name: "w", slug: "w" } });
+    /** A flow of workspace `ws` named after its id, written through `q`. */
+    const insertFlow = (q: SqlQueries, id: string, at: Date) =>
+      q.run(`INSERT INTO "Flow" ("id", "workspaceId", "name", "updatedAt") VALUES (?, ?, ?, ?)`, [id, "ws", id, at]);
 
     test("the executor is the client's, placeholders and values round-trip, times read back as Prisma wrote them", async () => {
-      assert.equal(sqlOf(db), sql);
+      assert.equal(sqlOf(db).provider, provider);
       const at = new Date("2026-12-06T10:11:12.345Z");
       await db.flow.create({ data: { id: "f1", workspaceId: "ws", name: "one", createdAt: at } });
       const row = await sql.get<{ id: string; createdAt: Date; n: number }>(
@@ -122,6 +126,30 @@ for (const provider of ["sqlite", "postgresql"] as const) {
       );
     });
 
+    test("allIn looks up more values than one statement holds, in several", async () => {
+      const at = new Date();
+      await sql.transaction(async (tx) => {
+        for (let i = 0; i < 1_200; i++) await insertFlow(tx, `many-${i}`, at);
+      });
+      const ids = [...Array.from({ length: 1_200 }, (_, i) => `many-${i}`), "many-none"];
+      const rows = await allIn<{ id: string }>(sql, (list) => `SELECT "id" FROM "Flow" WHERE "id" IN (${list})`, ids);
+      assert.equal(rows.length, 1_200);
+      assert.equal(new Set(rows.map((r) => r.id)).size, 1_200);
+    });
+
+    test("bad parameters get a clear error and change nothing", async () => {
+      if (provider === "sqlite") {
+        await assert.rejects(sql.run(`SELECT ?`, [["a", "b"]]), /SQLite has no array parameters/);
+      }
+      await assert.rejects(
+        sql.transaction(async (tx) => {
+          await insertFlow(tx, "bad-1", new Date());
+          await tx.run(`INSERT INTO "Flow" ("id", "workspaceId", "name", "updatedAt") VALUES (?, ?, ?, ?)`, ["bad-2", "ws"]);
+        }),
+      );
+      assert.equal(await db.flow.count({ where: { id: { startsWith: "bad-" } } }), 0);
+    });
+
     test("columns come back typed as Prisma returns them: Boolean as boolean, text that looks like a time stays text", async () => {
       await db.notificationChannel.create({
         data: { id: "c1", workspaceId: "ws", name: "2026-12-06T10:11:12.345Z", kind: "webhook", configJson: "{}", active: false },
@@ -138,21 +166,11 @@ for (const provider of ["sqlite", "postgresql"] as const) {
     test("a transaction commits when it resolves and rolls back when it throws", async () => {
       const at = new Date();
       await sql.transaction(async (tx) => {
-        await tx.run(`INSERT INTO "Flow" ("id", "workspaceId", "name", "updatedAt") VALUES (?, ?, ?, ?)`, [
-          "f3",
-          "ws",
-          "three",
-          at,
-        ]);
+        await insertFlow(tx, "f3", at);
       });
       await assert.rejects(
         sql.transaction(async (tx) => {
-          await tx.run(`INSERT INTO "Flow" ("id", "workspaceId", "name", "updatedAt") VALUES (?, ?, ?, ?)`, [
-            "f4",
-            "ws",
-            "four",
-            at,
-          ]);
+          await insertFlow(tx, "f4", at);
           throw new Error("changed my mind");
         }),
         /changed my mind/,
@@ -162,18 +180,8 @@ for (const provider of ["sqlite", "postgresql"] as const) {
       // A failing statement rolls back the statements before it too.
       await assert.rejects(
         sql.transaction(async (tx) => {
-          await tx.run(`INSERT INTO "Flow" ("id", "workspaceId", "name", "updatedAt") VALUES (?, ?, ?, ?)`, [
-            "f5",
-            "ws",
-            "five",
-            at,
-          ]);
-          await tx.run(`INSERT INTO "Flow" ("id", "workspaceId", "name", "updatedAt") VALUES (?, ?, ?, ?)`, [
-            "f3",
-            "ws",
-            "dup",
-            at,
-          ]);
+          await insertFlow(tx, "f5", at);
+          await insertFlow(tx, "f3", at);
         }),
       );
       assert.equal(await db.flow.count({ where: { id: "f5" } }), 0);
@@ -181,16 +189,14 @@ for (const provider of ["sqlite", "postgresql"] as const) {
 
     test("concurrent transactions: each commits or rolls back as a whole", async () => {
       const at = new Date();
-      const insert = (id: string) =>
-        `INSERT INTO "Flow" ("id", "workspaceId", "name", "updatedAt") VALUES ('${id}', 'ws', '${id}', '${at.toISOString()}')`;
       const outcomes = await Promise.allSettled(
         Array.from({ length: 20 }, (_, i) =>
           sql.transaction(async (tx) => {
-            await tx.run(insert(`g${i}-a`));
-            await tx.run(insert(`g${i}-b`));
+            await insertFlow(tx, `g${i}-a`, at);
+            await insertFlow(tx, `g${i}-b`, at);
             if (i % 5 === 2) throw new Error(`job ${i} fails`);
             // A unique violation inside a job rolls back that job alone.
-            if (i % 5 === 3) await tx.run(insert("g0-a"));
+            if (i % 5 === 3) await insertFlow(tx, "g0-a", at);
             return i;
           }),
         ),
@@ -227,13 +233,8 @@ for (const provider of ["sqlite", "postgresql"] as const) {
         .catch((err: Error) => err.message);
       await started;
       const ours = sql.transaction(async (tx) => {
-        await tx.run(`INSERT INTO "Flow" ("id", "workspaceId", "name", "updatedAt") VALUES (?, ?, ?, ?)`, [
-          "o1",
-          "ws",
-          "ours-1",
-          at,
-        ]);
-        // Prisma's plain query, issued while ours is open, must not land inside it.
+        await insertFlow(tx, "o1", at);
+        // Ours waited for Prisma's to end: only our row is visible inside it.
         return tx.get<{ n: number }>(`SELECT COUNT(*) AS "n" FROM "Flow" WHERE "id" = ?`, ["o1"]);
       });
       setTimeout(releasePrisma, 50);
@@ -251,12 +252,7 @@ for (const provider of ["sqlite", "postgresql"] as const) {
       });
       const rolledBack = sql
         .transaction(async (tx) => {
-          await tx.run(`INSERT INTO "Flow" ("id", "workspaceId", "name", "updatedAt") VALUES (?, ?, ?, ?)`, [
-            "o2",
-            "ws",
-            "ours-2",
-            at,
-          ]);
+          await insertFlow(tx, "o2", at);
           oursOpen();
           await new Promise((r) => setTimeout(r, 30));
           throw new Error("ours rolls back");

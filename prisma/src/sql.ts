@@ -20,6 +20,8 @@ export type SqlRow = Record<string, unknown>;
 
 /** Statements inside one transaction, or outside any (each statement on its own). */
 export interface SqlQueries {
+  /** Which database: the few statements whose best shape differs (bulk writes) pick theirs by it. */
+  readonly provider: "sqlite" | "postgresql";
   /**
    * Rows of a query; `?` placeholders. Columns read straight from a table come back as Prisma
    * returns them on both databases (DateTime as Date, Boolean as boolean); computed ones as the
@@ -33,7 +35,6 @@ export interface SqlQueries {
 }
 
 export interface Sql extends SqlQueries {
-  readonly provider: "sqlite" | "postgresql";
   /** Runs `fn` in one transaction: committed when it resolves, rolled back when it throws. */
   transaction<T>(fn: (tx: SqlQueries) => Promise<T>): Promise<T>;
   /**
@@ -179,6 +180,7 @@ export class SqliteSql implements Sql {
   }
 
   private readonly direct: SqlQueries = {
+    provider: "sqlite",
     all: async <T extends SqlRow>(text: string, params: readonly SqlValue[] = []) => {
       const prepared = this.statement(text);
       return (prepared.stmt.all(...params.map(sqliteValue)) as Record<string, unknown>[]).map((r) => convertRow<T>(prepared, r));
@@ -318,6 +320,7 @@ export class PostgresSql implements Sql {
       }
     };
     return {
+      provider: "postgresql",
       all: async <T extends SqlRow>(text: string, params?: readonly SqlValue[]) => (await query(text, params)).rows as T[],
       get: async <T extends SqlRow>(text: string, params?: readonly SqlValue[]) =>
         (await query(text, params)).rows[0] as T | undefined,
@@ -342,7 +345,10 @@ export class PostgresSql implements Sql {
     const client = await this.pool.connect();
     let broken: Error | undefined;
     try {
-      await client.query("BEGIN");
+      await client.query("BEGIN").catch((err: Error) => {
+        broken = err; // a connection that cannot begin goes, rather than back to the pool
+        throw err;
+      });
       try {
         const out = await fn(this.queries(client));
         await client.query("COMMIT");
@@ -378,6 +384,28 @@ export function inList(values: readonly SqlScalar[]): { placeholders: string; pa
   const params = [...values];
   while (params.length < size) params.push(values[values.length - 1] ?? null);
   return { placeholders: params.map(() => "?").join(", "), params };
+}
+
+/** Most values one IN list holds: `allIn` splits longer lists into several statements. */
+const IN_CHUNK = IN_LIST_SIZES[IN_LIST_SIZES.length - 1] ?? 500;
+
+/**
+ * Rows of `query(placeholders)` for the values, IN_CHUNK values per statement (each padded with
+ * inList): one way to look many rows up by key without long or ever-new statement texts.
+ *
+ * @example allIn(q, (ids) => `SELECT "id" FROM "TaskRun" WHERE "id" IN (${ids})`, taskRunIds)
+ */
+export async function allIn<T extends SqlRow>(
+  q: SqlQueries,
+  query: (placeholders: string) => string,
+  values: readonly SqlScalar[],
+): Promise<T[]> {
+  const rows: T[] = [];
+  for (let i = 0; i < values.length; i += IN_CHUNK) {
+    const list = inList(values.slice(i, i + IN_CHUNK));
+    rows.push(...(await q.all<T>(query(list.placeholders), list.params)));
+  }
+  return rows;
 }
 
 // ---- registry -----------------------------------------------------------------------------

@@ -60,6 +60,7 @@ export function histogramQuantiles(
   const bounds = [...after.keys()].sort((a, b) => a - b);
   const counts = bounds.map((b) => (after.get(b) ?? 0) - (before.get(b) ?? 0));
   const n = counts.at(-1) ?? 0;
+  if (!n) return { n, p50: Number.NaN, p99: Number.NaN }; // nothing observed: no quantile to give
   const quantile = (q: number) => {
     const rank = q * n;
     for (let i = 0; i < bounds.length; i++) {

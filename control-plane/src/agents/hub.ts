@@ -1,6 +1,6 @@
 import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
-import { type Db, type Provider, sqlOf } from "@ferry/prisma";
+import { type Db, sqlOf } from "@ferry/prisma";
 import {
   type AgentMessage,
   AgentMessage as AgentMessageSchema,
@@ -36,8 +36,6 @@ import { AgentConnection } from "./connection.ts";
 const BEAT_FLUSH_MS = 1_000;
 
 export interface HubOptions {
-  /** The database's provider: bulk writes of run events differ slightly between them. */
-  provider?: Provider;
   heartbeatIntervalMs: number;
   leaseMs: number;
   serverVersion: string;

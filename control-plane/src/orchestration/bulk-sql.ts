@@ -1,4 +1,5 @@
 import type { SqlQueries, SqlScalar, SqlValue } from "@ferry/prisma";
+import { TERMINAL_STATES } from "@ferry/sdk/protocol";
 
 /**
  * Bulk writes of task runs, their edges, their states and log lines, on the direct SQL executor
@@ -14,8 +15,6 @@ import type { SqlQueries, SqlScalar, SqlValue } from "@ferry/prisma";
 
 /** Rows per PostgreSQL statement (arrays of this length per column). */
 export const ROWS_PER_STATEMENT = 2000;
-
-export type Provider = "sqlite" | "postgresql";
 
 /** A column of a bulk write: its name and the PostgreSQL type of its `unnest` array. */
 interface Column {
@@ -42,49 +41,42 @@ function unnest(columns: readonly Column[]): string {
 
 /**
  * Inserts rows, skipping those that conflict with a stored row (or an earlier row of the batch).
- * Returns the `key` column's values of the rows actually inserted.
+ * Returns how many were inserted and, when `key` names a column, that column's values of the
+ * rows inserted (on SQLite known from each row's change count, on PostgreSQL from RETURNING).
  */
 async function insertRows(
   tx: SqlQueries,
-  provider: Provider,
   table: string,
   columns: readonly Column[],
   rows: readonly SqlScalar[][],
-  key: string,
-): Promise<Set<string>> {
-  const inserted = new Set<string>();
-  const names = columns.map((c) => `"${c.name}"`).join(", ");
-  const keyIndex = columns.findIndex((c) => c.name === key);
-  if (provider === "sqlite") {
-    const text = `INSERT INTO "${table}" (${names}) VALUES (${columns.map(() => "?").join(", ")}) ON CONFLICT DO NOTHING`;
-    for (const row of rows) if ((await tx.run(text, row)) === 1) inserted.add(String(row[keyIndex]));
-    return inserted;
-  }
-  const text = `INSERT INTO "${table}" (${names}) SELECT * FROM ${unnest(columns)} ON CONFLICT DO NOTHING RETURNING "${key}"`;
-  for (const chunk of chunks(rows)) {
-    for (const r of await tx.all<Record<string, string>>(text, columnArrays(columns, chunk))) inserted.add(String(r[key]));
-  }
-  return inserted;
-}
-
-/** Inserts rows that nothing reads back; the number inserted. */
-async function insertRowsCounted(
-  tx: SqlQueries,
-  provider: Provider,
-  table: string,
-  columns: readonly Column[],
-  rows: readonly SqlScalar[][],
-): Promise<number> {
-  const names = columns.map((c) => `"${c.name}"`).join(", ");
+  key?: string,
+): Promise<{ count: number; keys: Set<string> }> {
+  const keys = new Set<string>();
   let count = 0;
-  if (provider === "sqlite") {
+  const names = columns.map((c) => `"${c.name}"`).join(", ");
+  if (tx.provider === "sqlite") {
+    const keyIndex = key === undefined ? -1 : columns.findIndex((c) => c.name === key);
     const text = `INSERT INTO "${table}" (${names}) VALUES (${columns.map(() => "?").join(", ")}) ON CONFLICT DO NOTHING`;
-    for (const row of rows) count += await tx.run(text, row);
-    return count;
+    for (const row of rows) {
+      if ((await tx.run(text, row)) !== 1) continue;
+      count++;
+      if (keyIndex >= 0) keys.add(String(row[keyIndex]));
+    }
+    return { count, keys };
   }
-  const text = `INSERT INTO "${table}" (${names}) SELECT * FROM ${unnest(columns)} ON CONFLICT DO NOTHING`;
-  for (const chunk of chunks(rows)) count += await tx.run(text, columnArrays(columns, chunk));
-  return count;
+  const text =
+    `INSERT INTO "${table}" (${names}) SELECT * FROM ${unnest(columns)} ON CONFLICT DO NOTHING` +
+    (key === undefined ? "" : ` RETURNING "${key}"`);
+  for (const chunk of chunks(rows)) {
+    if (key === undefined) {
+      count += await tx.run(text, columnArrays(columns, chunk));
+      continue;
+    }
+    const inserted = await tx.all<Record<string, string>>(text, columnArrays(columns, chunk));
+    count += inserted.length;
+    for (const r of inserted) keys.add(String(r[key]));
+  }
+  return { count, keys };
 }
 
 export interface TaskRunRow {
@@ -165,10 +157,9 @@ const TASK_RUN_COLUMNS = [
 ];
 
 /** Inserts task runs; returns the ids actually inserted (not already stored by id or by call). */
-export function insertTaskRuns(tx: SqlQueries, provider: Provider, rows: readonly TaskRunRow[], now: Date): Promise<Set<string>> {
-  return insertRows(
+export async function insertTaskRuns(tx: SqlQueries, rows: readonly TaskRunRow[], now: Date): Promise<Set<string>> {
+  const { keys } = await insertRows(
     tx,
-    provider,
     "TaskRun",
     TASK_RUN_COLUMNS,
     rows.map((r) => [
@@ -190,14 +181,14 @@ export function insertTaskRuns(tx: SqlQueries, provider: Provider, rows: readonl
     ]),
     "id",
   );
+  return keys;
 }
 
 const EDGE_COLUMNS = [col("workspaceId"), col("flowRunId"), col("upstreamId"), col("downstreamId")];
 
-export async function insertEdges(tx: SqlQueries, provider: Provider, rows: readonly EdgeRow[]): Promise<void> {
-  await insertRowsCounted(
+export async function insertEdges(tx: SqlQueries, rows: readonly EdgeRow[]): Promise<void> {
+  await insertRows(
     tx,
-    provider,
     "TaskRunEdge",
     EDGE_COLUMNS,
     rows.map((r) => [r.workspaceId, r.flowRunId, r.upstreamId, r.downstreamId]),
@@ -216,15 +207,15 @@ const STATE_COLUMNS = [
 ];
 
 /** Inserts state history rows; returns the ids (event ids) actually inserted. */
-export function insertTaskRunStates(tx: SqlQueries, provider: Provider, rows: readonly TaskRunStateRow[]): Promise<Set<string>> {
-  return insertRows(
+export async function insertTaskRunStates(tx: SqlQueries, rows: readonly TaskRunStateRow[]): Promise<Set<string>> {
+  const { keys } = await insertRows(
     tx,
-    provider,
     "TaskRunState",
     STATE_COLUMNS,
     rows.map((r) => [r.id, r.workspaceId, r.taskRunId, r.type, r.name, r.message, r.timestamp, r.attempt]),
     "id",
   );
+  return keys;
 }
 
 const UPDATE_COLUMNS = [
@@ -240,18 +231,14 @@ const UPDATE_COLUMNS = [
   col("endTime", "timestamp(3)"),
 ];
 
+/** A task run that ended stays ended (the states come from the protocol's own list). */
+const NOT_ENDED = `"TaskRun"."stateType" NOT IN (${[...TERMINAL_STATES].map((t) => `'${t}'`).join(", ")})`;
+
 /**
  * Sets the current state of many task runs. A task run that already ended stays ended; a result
  * reference, cache key or start time already stored is kept unless the update brings one.
  */
-export async function updateTaskRunStates(
-  tx: SqlQueries,
-  provider: Provider,
-  rows: readonly TaskRunUpdate[],
-  terminal: readonly string[],
-  now: Date,
-): Promise<void> {
-  const notEnded = `"TaskRun"."stateType" NOT IN (${terminal.map((t) => `'${t.replace(/'/g, "")}'`).join(", ")})`;
+export async function updateTaskRunStates(tx: SqlQueries, rows: readonly TaskRunUpdate[], now: Date): Promise<void> {
   const values = rows.map((r): SqlScalar[] => [
     r.id,
     r.stateType,
@@ -264,11 +251,11 @@ export async function updateTaskRunStates(
     r.startTime,
     r.endTime,
   ]);
-  if (provider === "sqlite") {
+  if (tx.provider === "sqlite") {
     const text = `UPDATE "TaskRun" SET "stateType" = ?, "stateName" = ?, "stateMessage" = ?, "stateTimestamp" = ?, "attempt" = ?,
         "resultRef" = COALESCE(?, "resultRef"), "cacheKey" = COALESCE(?, "cacheKey"), "startTime" = COALESCE("startTime", ?),
         "endTime" = COALESCE(?, "endTime"), "updatedAt" = ?
-      WHERE "id" = ? AND ${notEnded}`;
+      WHERE "id" = ? AND ${NOT_ENDED}`;
     for (const [id, ...rest] of values) await tx.run(text, [...rest, now, id ?? null]);
     return;
   }
@@ -278,8 +265,8 @@ export async function updateTaskRunStates(
       "startTime" = COALESCE("TaskRun"."startTime", v."startTime"), "endTime" = COALESCE(v."endTime", "TaskRun"."endTime"),
       "updatedAt" = ?::timestamp(3)
     FROM ${unnest(UPDATE_COLUMNS)}
-    WHERE "TaskRun"."id" = v."id" AND ${notEnded}`;
-  for (const chunk of chunks(values)) await tx.run(text, [now.toISOString(), ...columnArrays(UPDATE_COLUMNS, chunk)]);
+    WHERE "TaskRun"."id" = v."id" AND ${NOT_ENDED}`;
+  for (const chunk of chunks(values)) await tx.run(text, [now, ...columnArrays(UPDATE_COLUMNS, chunk)]);
 }
 
 const LOG_COLUMNS = [
@@ -294,12 +281,12 @@ const LOG_COLUMNS = [
 ];
 
 /** Inserts log lines; a line whose (run, attempt, seq) is stored already is skipped. The number stored. */
-export function insertLogs(tx: SqlQueries, provider: Provider, rows: readonly LogRow[]): Promise<number> {
-  return insertRowsCounted(
+export async function insertLogs(tx: SqlQueries, rows: readonly LogRow[]): Promise<number> {
+  const { count } = await insertRows(
     tx,
-    provider,
     "Log",
     LOG_COLUMNS,
     rows.map((r) => [r.workspaceId, r.flowRunId, r.taskRunId, r.attempt, r.seq, r.level, r.message, r.timestamp]),
   );
+  return count;
 }

@@ -1,4 +1,4 @@
-import { inList, type Sql, type SqlQueries, type SqlScalar } from "@ferry/prisma";
+import { allIn, inList, type Sql, type SqlQueries, type SqlScalar } from "@ferry/prisma";
 import type { Deployment, FlowRun } from "@ferry/prisma/sqlite";
 
 /**
@@ -47,7 +47,9 @@ export const FLOW_RUN_COLUMNS = [
 const everyColumn: Record<Exclude<keyof FlowRun, (typeof FLOW_RUN_COLUMNS)[number]>, never> = {};
 void everyColumn;
 
-const SELECT_RUN = `SELECT ${FLOW_RUN_COLUMNS.map((c) => `"${c}"`).join(", ")} FROM "FlowRun"`;
+const RUN_COLUMNS = FLOW_RUN_COLUMNS.map((c) => `"${c}"`).join(", ");
+const RUN_PLACEHOLDERS = FLOW_RUN_COLUMNS.map(() => "?").join(", ");
+const SELECT_RUN = `SELECT ${RUN_COLUMNS} FROM "FlowRun"`;
 
 /** A flow run of the workspace, or undefined. */
 export function readFlowRun(q: SqlQueries, flowRunId: string, workspaceId: string): Promise<FlowRun | undefined> {
@@ -55,12 +57,11 @@ export function readFlowRun(q: SqlQueries, flowRunId: string, workspaceId: strin
 }
 
 /** Inserts a complete flow-run row. */
-export async function insertFlowRun(q: SqlQueries, run: FlowRun): Promise<void> {
-  await q.run(
-    `INSERT INTO "FlowRun" (${FLOW_RUN_COLUMNS.map((c) => `"${c}"`).join(", ")}) VALUES (${FLOW_RUN_COLUMNS.map(() => "?").join(", ")})`,
-    FLOW_RUN_COLUMNS.map((c) => run[c]),
-  );
+async function insertFlowRun(q: SqlQueries, run: FlowRun): Promise<void> {
+  await q.run(`INSERT INTO "FlowRun" (${RUN_COLUMNS}) VALUES (${RUN_PLACEHOLDERS})`, runValues(run));
 }
+
+const runValues = (run: FlowRun): SqlScalar[] => FLOW_RUN_COLUMNS.map((c) => run[c]);
 
 export interface FlowRunStateRow {
   id: string;
@@ -74,37 +75,53 @@ export interface FlowRunStateRow {
   eventId?: string | null;
 }
 
-export async function insertFlowRunState(q: SqlQueries, s: FlowRunStateRow): Promise<void> {
-  await q.run(
-    `INSERT INTO "FlowRunState" ("id", "workspaceId", "flowRunId", "type", "name", "message", "timestamp", "attempt", "eventId")
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-    [s.id, s.workspaceId, s.flowRunId, s.type, s.name, s.message, s.timestamp, s.attempt, s.eventId ?? null],
-  );
+const STATE_COLUMNS = `"id", "workspaceId", "flowRunId", "type", "name", "message", "timestamp", "attempt", "eventId"`;
+const STATE_PLACEHOLDERS = "?, ?, ?, ?, ?, ?, ?, ?, ?";
+/** The same placeholders typed, where PostgreSQL cannot infer them (a SELECT list). */
+const STATE_CASTS = "?::text, ?::text, ?::text, ?::text, ?::text, ?::text, ?::timestamp(3), ?::integer, ?::text";
+const stateValues = (s: FlowRunStateRow): SqlScalar[] => [
+  s.id,
+  s.workspaceId,
+  s.flowRunId,
+  s.type,
+  s.name,
+  s.message,
+  s.timestamp,
+  s.attempt,
+  s.eventId ?? null,
+];
+
+async function insertFlowRunState(q: SqlQueries, s: FlowRunStateRow): Promise<void> {
+  await q.run(`INSERT INTO "FlowRunState" (${STATE_COLUMNS}) VALUES (${STATE_PLACEHOLDERS})`, stateValues(s));
 }
 
 /** Columns a flow-run update may set. */
 export type FlowRunChanges = Partial<Omit<FlowRun, "id" | "workspaceId" | "createdAt">>;
 
+/** What an update checks of the row as read (optimistic concurrency). */
+type Expected = Partial<Pick<FlowRun, "stateType" | "attempt" | "stateTimestamp">>;
+
 /**
- * Updates one flow run if it is still as `expected` says (optimistic concurrency); true if it
- * was. The statement text depends only on which columns are set and checked, so it is prepared
- * once per combination.
+ * `UPDATE "FlowRun" SET … WHERE "id" = ? AND …expected` and its parameters (`updatedAt` set
+ * unless given); `extraWhere` and its parameters go at the end of the WHERE clause. The text
+ * depends only on which columns are set and checked, so it is prepared once per combination.
  */
-export async function updateFlowRun(
-  q: SqlQueries,
+function updateOf(
   flowRunId: string,
-  expected: Partial<Pick<FlowRun, "stateType" | "attempt" | "stateTimestamp">>,
+  expected: Expected,
   changes: FlowRunChanges,
-  options: { incrementRetryCount?: boolean } = {},
-): Promise<boolean> {
+  incrementRetryCount = false,
+  extraWhere: { text: string; params: SqlScalar[] } = { text: "", params: [] },
+): { text: string; params: SqlScalar[] } {
   const set = Object.entries({ ...changes, updatedAt: changes.updatedAt ?? new Date() }).filter(([, v]) => v !== undefined);
   const where = Object.entries(expected).filter(([, v]) => v !== undefined);
-  const text =
-    `UPDATE "FlowRun" SET ${set.map(([k]) => `"${k}" = ?`).join(", ")}` +
-    `${options.incrementRetryCount ? `, "retryCount" = "retryCount" + 1` : ""}` +
-    ` WHERE "id" = ?${where.map(([k]) => ` AND "${k}" = ?`).join("")}`;
-  const changed = await q.run(text, [...set.map(([, v]) => v as SqlScalar), flowRunId, ...where.map(([, v]) => v as SqlScalar)]);
-  return changed === 1;
+  return {
+    text:
+      `UPDATE "FlowRun" SET ${set.map(([k]) => `"${k}" = ?`).join(", ")}` +
+      `${incrementRetryCount ? `, "retryCount" = "retryCount" + 1` : ""}` +
+      ` WHERE "id" = ?${where.map(([k]) => ` AND "${k}" = ?`).join("")}${extraWhere.text}`,
+    params: [...set.map(([, v]) => v as SqlScalar), flowRunId, ...where.map(([, v]) => v as SqlScalar), ...extraWhere.params],
+  };
 }
 
 /** A deployment of the workspace by name (every column, as Prisma returns it). */
@@ -114,14 +131,8 @@ export function readDeployment(q: SqlQueries, workspaceId: string, name: string)
 
 /** Deployments by id (for the dispatcher's due runs). */
 export async function readDeployments(q: SqlQueries, ids: readonly string[]): Promise<Map<string, Deployment>> {
-  const out = new Map<string, Deployment>();
-  for (let i = 0; i < ids.length; i += 500) {
-    const part = ids.slice(i, i + 500);
-    const list = inList(part);
-    const rows = await q.all<Deployment>(`SELECT * FROM "Deployment" WHERE "id" IN (${list.placeholders})`, list.params);
-    for (const d of rows) out.set(d.id, d);
-  }
-  return out;
+  const rows = await allIn<Deployment>(q, (list) => `SELECT * FROM "Deployment" WHERE "id" IN (${list})`, ids);
+  return new Map(rows.map((d) => [d.id, d]));
 }
 
 /**
@@ -163,33 +174,16 @@ export async function nextDueTime(
   return row?.expectedStartTime;
 }
 
-const STATE_COLUMNS = ["id", "workspaceId", "flowRunId", "type", "name", "message", "timestamp", "attempt", "eventId"] as const;
-const stateValues = (s: FlowRunStateRow): SqlScalar[] => [
-  s.id,
-  s.workspaceId,
-  s.flowRunId,
-  s.type,
-  s.name,
-  s.message,
-  s.timestamp,
-  s.attempt,
-  s.eventId ?? null,
-];
-/** Typed placeholders of a state row where PostgreSQL cannot infer them (a SELECT list). */
-const STATE_CASTS = "?::text, ?::text, ?::text, ?::text, ?::text, ?::text, ?::timestamp(3), ?::integer, ?::text";
-
 /**
  * Writes a new flow run and its first states, atomically. PostgreSQL: one statement (the run in
  * a data-modifying CTE), one round trip instead of five; SQLite: one transaction.
  */
 export async function insertRunWithStates(sql: Sql, run: FlowRun, states: readonly FlowRunStateRow[]): Promise<void> {
   if (sql.provider === "postgresql") {
-    const cols = FLOW_RUN_COLUMNS.map((c) => `"${c}"`).join(", ");
     await sql.run(
-      `WITH "run" AS (INSERT INTO "FlowRun" (${cols}) VALUES (${FLOW_RUN_COLUMNS.map(() => "?").join(", ")}))
-       INSERT INTO "FlowRunState" (${STATE_COLUMNS.map((c) => `"${c}"`).join(", ")})
-       VALUES ${states.map(() => `(${STATE_COLUMNS.map(() => "?").join(", ")})`).join(", ")}`,
-      [...FLOW_RUN_COLUMNS.map((c) => run[c]), ...states.flatMap(stateValues)],
+      `WITH "run" AS (INSERT INTO "FlowRun" (${RUN_COLUMNS}) VALUES (${RUN_PLACEHOLDERS}))
+       INSERT INTO "FlowRunState" (${STATE_COLUMNS}) VALUES ${states.map(() => `(${STATE_PLACEHOLDERS})`).join(", ")}`,
+      [...runValues(run), ...states.flatMap(stateValues)],
     );
     return;
   }
@@ -202,7 +196,7 @@ export async function insertRunWithStates(sql: Sql, run: FlowRun, states: readon
 export interface Transition {
   flowRunId: string;
   /** The row must still be as read (optimistic concurrency). */
-  expected: Partial<Pick<FlowRun, "stateType" | "attempt" | "stateTimestamp">>;
+  expected: Expected;
   changes: FlowRunChanges;
   /** Recorded in the history when the change is made. */
   state: FlowRunStateRow;
@@ -210,6 +204,8 @@ export interface Transition {
   freeSlots?: boolean;
   /** PostgreSQL: skip a row another replica has locked instead of waiting for it (claims). */
   skipLocked?: boolean;
+  /** A retry uses one up. */
+  incrementRetryCount?: boolean;
 }
 
 /**
@@ -218,28 +214,31 @@ export interface Transition {
  * CTE feeding the history insert), one round trip; SQLite: one transaction.
  */
 export async function transitionRun(sql: Sql, t: Transition): Promise<boolean> {
-  const set = Object.entries({ ...t.changes, updatedAt: t.changes.updatedAt ?? new Date() }).filter(([, v]) => v !== undefined);
-  const where = Object.entries(t.expected).filter(([, v]) => v !== undefined);
-  if (sql.provider === "postgresql") {
-    const lock = t.skipLocked ? ` AND "id" IN (SELECT "id" FROM "FlowRun" WHERE "id" = ? FOR UPDATE SKIP LOCKED)` : "";
-    const text =
-      `WITH "changed" AS (UPDATE "FlowRun" SET ${set.map(([k]) => `"${k}" = ?`).join(", ")}` +
-      ` WHERE "id" = ?${where.map(([k]) => ` AND "${k}" = ?`).join("")}${lock} RETURNING "id")` +
-      (t.freeSlots ? `, "freed" AS (DELETE FROM "ConcurrencySlot" WHERE "flowRunId" IN (SELECT "id" FROM "changed"))` : "") +
-      ` INSERT INTO "FlowRunState" (${STATE_COLUMNS.map((c) => `"${c}"`).join(", ")}) SELECT ${STATE_CASTS} FROM "changed"`;
-    const inserted = await sql.run(text, [
-      ...set.map(([, v]) => v as SqlScalar),
-      t.flowRunId,
-      ...where.map(([, v]) => v as SqlScalar),
-      ...(t.skipLocked ? [t.flowRunId] : []),
-      ...stateValues(t.state),
-    ]);
-    return inserted === 1;
-  }
-  return sql.transaction(async (tx) => {
-    if (!(await updateFlowRun(tx, t.flowRunId, t.expected, t.changes))) return false;
-    if (t.freeSlots) await tx.run(`DELETE FROM "ConcurrencySlot" WHERE "flowRunId" = ?`, [t.flowRunId]);
-    await insertFlowRunState(tx, t.state);
-    return true;
-  });
+  if (sql.provider === "sqlite") return sql.transaction((tx) => applyTransition(tx, t));
+  const update = updateOf(
+    t.flowRunId,
+    t.expected,
+    t.changes,
+    t.incrementRetryCount,
+    t.skipLocked
+      ? { text: ` AND "id" IN (SELECT "id" FROM "FlowRun" WHERE "id" = ? FOR UPDATE SKIP LOCKED)`, params: [t.flowRunId] }
+      : undefined,
+  );
+  const text =
+    `WITH "changed" AS (${update.text} RETURNING "id")` +
+    (t.freeSlots ? `, "freed" AS (DELETE FROM "ConcurrencySlot" WHERE "flowRunId" IN (SELECT "id" FROM "changed"))` : "") +
+    ` INSERT INTO "FlowRunState" (${STATE_COLUMNS}) SELECT ${STATE_CASTS} FROM "changed"`;
+  return (await sql.run(text, [...update.params, ...stateValues(t.state)])) === 1;
+}
+
+/**
+ * The same change as statements inside the caller's transaction (either database), for a
+ * transaction that does more after it (a retry puts the run back in the queue).
+ */
+export async function applyTransition(tx: SqlQueries, t: Transition): Promise<boolean> {
+  const update = updateOf(t.flowRunId, t.expected, t.changes, t.incrementRetryCount);
+  if ((await tx.run(update.text, update.params)) !== 1) return false;
+  if (t.freeSlots) await tx.run(`DELETE FROM "ConcurrencySlot" WHERE "flowRunId" = ?`, [t.flowRunId]);
+  await insertFlowRunState(tx, t.state);
+  return true;
 }

@@ -3,7 +3,7 @@ import type { FlowRun } from "@ferry/prisma/sqlite";
 import { isTerminal, type OrchestrationResult, type StateProposal, StateType } from "@ferry/sdk/protocol";
 import { changesOf, runChanged } from "../changes.ts";
 import { newId } from "../ids.ts";
-import { insertFlowRunState, readFlowRun, transitionRun, updateFlowRun } from "./flow-run-sql.ts";
+import { applyTransition, readFlowRun, transitionRun } from "./flow-run-sql.ts";
 import { decideTransition, type Proposer, shouldRetry } from "./rules.ts";
 
 export interface ProposeInput {
@@ -127,23 +127,15 @@ export async function proposeFlowRunState(db: Db, input: ProposeInput): Promise<
     };
     // The attempt is over: the concurrency slots its task runs held are free.
     const freeSlots = isTerminal(input.state.type);
+    const transition = { flowRunId: run.id, expected, changes: { ...columns, updatedAt }, state: history, freeSlots };
     // The row as written, without reading it back.
     let outcome: FlowRun | null;
     if (!retry) {
-      const changed = await transitionRun(sql, {
-        flowRunId: run.id,
-        expected,
-        changes: { ...columns, updatedAt },
-        state: history,
-        freeSlots,
-      });
-      outcome = changed ? { ...run, ...columns, updatedAt } : null;
+      outcome = (await transitionRun(sql, transition)) ? { ...run, ...columns, updatedAt } : null;
     } else {
       // A retry: the end of this attempt and the run's return to the queue, in one transaction.
       outcome = await sql.transaction(async (tx): Promise<FlowRun | null> => {
-        if (!(await updateFlowRun(tx, run.id, expected, { ...columns, updatedAt }))) return null;
-        if (freeSlots) await tx.run(`DELETE FROM "ConcurrencySlot" WHERE "flowRunId" = ?`, [run.id]);
-        await insertFlowRunState(tx, history);
+        if (!(await applyTransition(tx, transition))) return null;
         const retryAt = new Date(at.getTime() + run.retryDelayMs);
         const state: StateProposal = {
           type: "SCHEDULED",
@@ -161,16 +153,21 @@ export async function proposeFlowRunState(db: Db, input: ProposeInput): Promise<
           endTime: null,
           expectedStartTime: retryAt,
         };
-        await updateFlowRun(tx, run.id, {}, { ...requeued, updatedAt }, { incrementRetryCount: true });
-        await insertFlowRunState(tx, {
-          id: newId(),
-          workspaceId: run.workspaceId,
+        await applyTransition(tx, {
           flowRunId: run.id,
-          type: state.type,
-          name: state.name,
-          message: state.message ?? null,
-          timestamp: retryAtStamp,
-          attempt: run.attempt,
+          expected: {},
+          changes: { ...requeued, updatedAt },
+          incrementRetryCount: true,
+          state: {
+            id: newId(),
+            workspaceId: run.workspaceId,
+            flowRunId: run.id,
+            type: state.type,
+            name: state.name,
+            message: state.message ?? null,
+            timestamp: retryAtStamp,
+            attempt: run.attempt,
+          },
         });
         return { ...run, ...columns, ...requeued, updatedAt, retryCount: run.retryCount + 1 };
       });

@@ -2,26 +2,21 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import type { Db, Provider } from "@ferry/prisma";
 import type { RunEvent } from "@ferry/sdk/protocol";
-import { emptyDatabase } from "../test-database.ts";
+import { FIXTURE, withWorkspaceDatabase } from "../test-database.ts";
 import { applyRunEvents } from "./run-events.ts";
 
-const WS = "ws-1";
+const WS = FIXTURE.workspaceId;
 const ROOT = "run-root";
 const at = (ms: number) => new Date(Date.UTC(2026, 0, 1) + ms).toISOString();
 
 /** A database of `provider` holding one workspace and one RUNNING root run. */
-async function withDatabase(provider: Provider, skip: (reason: string) => void, body: (db: Db) => Promise<void>) {
-  const opened = await emptyDatabase(provider);
-  if (typeof opened === "string") return skip(opened);
-  try {
-    const { db } = opened.database;
-    await db.workspace.create({ data: { id: WS, name: "w", slug: "w" } });
-    await db.flow.create({ data: { id: "flow-1", workspaceId: WS, name: "f" } });
+function withDatabase(provider: Provider, skip: (reason: string) => void, body: (db: Db) => Promise<void>) {
+  return withWorkspaceDatabase(provider, skip, async ({ db }) => {
     await db.flowRun.create({
       data: {
         id: ROOT,
         workspaceId: WS,
-        flowId: "flow-1",
+        flowId: FIXTURE.flowId,
         name: "root",
         parametersJson: "{}",
         tagsJson: "[]",
@@ -34,9 +29,7 @@ async function withDatabase(provider: Provider, skip: (reason: string) => void, 
       },
     });
     await body(db);
-  } finally {
-    await opened.close();
-  }
+  });
 }
 
 function created(i: number, upstream: string[] = []): RunEvent {

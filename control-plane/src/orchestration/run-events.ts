@@ -1,16 +1,9 @@
-import { type Db, inList, type SqlQueries, sqlOf } from "@ferry/prisma";
+import { allIn, type Db, type SqlQueries, sqlOf } from "@ferry/prisma";
 import type { FlowRun } from "@ferry/prisma/sqlite";
-import {
-  isTerminal,
-  type LogLine,
-  type RunEvent,
-  type TaskRunCreated,
-  type TaskRunStateChanged,
-  TERMINAL_STATES,
-} from "@ferry/sdk/protocol";
+import { isTerminal, type LogLine, type RunEvent, type TaskRunCreated, type TaskRunStateChanged } from "@ferry/sdk/protocol";
 import { runChanged } from "../changes.ts";
 import { newId } from "../ids.ts";
-import { insertEdges, insertLogs, insertTaskRunStates, insertTaskRuns, type Provider, updateTaskRunStates } from "./bulk-sql.ts";
+import { insertEdges, insertLogs, insertTaskRunStates, insertTaskRuns, updateTaskRunStates } from "./bulk-sql.ts";
 import { flowRunTree, proposeFlowRunState, storable } from "./flow-runs.ts";
 
 /** What event ingestion needs of the dispatched (root) run. */
@@ -84,8 +77,8 @@ export async function applyRunEvents(db: Db, root: RootRun, attempt: number, eve
   if (taskCreates.length || taskStates.length) {
     const sql = sqlOf(db);
     await sql.transaction(async (tx) => {
-      if (taskCreates.length) await insertTaskRunsOf(tx, sql.provider, root, attempt, taskCreates, knownRuns, now);
-      if (taskStates.length) await applyTaskStates(tx, sql.provider, workspaceId, taskStates, now);
+      if (taskCreates.length) await insertTaskRunsOf(tx, root, attempt, taskCreates, knownRuns, now);
+      if (taskStates.length) await applyTaskStates(tx, workspaceId, taskStates, now);
     });
   }
 
@@ -108,7 +101,6 @@ export async function applyRunEvents(db: Db, root: RootRun, attempt: number, eve
 
 async function insertTaskRunsOf(
   tx: SqlQueries,
-  provider: Provider,
   root: RootRun,
   attempt: number,
   taskCreates: readonly TaskRunCreated[],
@@ -134,7 +126,7 @@ async function insertTaskRunsOf(
   // A task run already stored (by id, or a second id for a call already recorded) is skipped
   // by the insert itself, and only the task runs inserted now get their edges: a replayed
   // batch writes nothing.
-  const inserted = await insertTaskRuns(tx, provider, rows, now);
+  const inserted = await insertTaskRuns(tx, rows, now);
   const edges = taskCreates.flatMap((e) =>
     inserted.has(e.id)
       ? [...new Set(e.upstream)].map((upstreamId) => ({
@@ -145,12 +137,11 @@ async function insertTaskRunsOf(
         }))
       : [],
   );
-  await insertEdges(tx, provider, edges);
+  await insertEdges(tx, edges);
 }
 
 async function applyTaskStates(
   tx: SqlQueries,
-  provider: Provider,
   workspaceId: string,
   events: readonly TaskRunStateChanged[],
   now: Date,
@@ -164,7 +155,6 @@ async function applyTaskStates(
   // Only states inserted now (their event id is new) move a task run: a replay changes nothing.
   const inserted = await insertTaskRunStates(
     tx,
-    provider,
     valid.map((e) => ({
       id: e.eventId,
       workspaceId,
@@ -199,7 +189,7 @@ async function applyTaskStates(
       endTime: isTerminal(e.state.type) ? at : null,
     };
   });
-  await updateTaskRunStates(tx, provider, updates, [...TERMINAL_STATES], now);
+  await updateTaskRunStates(tx, updates, now);
 }
 
 /**
@@ -221,27 +211,22 @@ export async function applyLogs(db: Db, root: RootRun, attempt: number, lines: r
     message: storable(l.message) ?? "",
     timestamp: new Date(l.timestamp),
   }));
-  const stored = rows.length ? await sql.transaction((tx) => insertLogs(tx, sql.provider, rows)) : 0;
+  const stored = rows.length ? await sql.transaction((tx) => insertLogs(tx, rows)) : 0;
   if (stored) runChanged(db, root.workspaceId, root.id, ["logs"]);
   return stored;
 }
 
-/** Which of `ids` are rows of `table` in the workspace (looked up by primary key, 500 at a time). */
+/** Which of `ids` are rows of `table` in the workspace (looked up by primary key). */
 async function idsOf(
   q: SqlQueries,
   table: "TaskRun" | "FlowRun",
   workspaceId: string,
   ids: readonly string[],
 ): Promise<Set<string>> {
-  const found = new Set<string>();
-  for (let i = 0; i < ids.length; i += 500) {
-    const part = ids.slice(i, i + 500);
-    const list = inList(part);
-    const rows = await q.all<{ id: string; workspaceId: string }>(
-      `SELECT "id", "workspaceId" FROM "${table}" WHERE "id" IN (${list.placeholders})`,
-      list.params,
-    );
-    for (const r of rows) if (r.workspaceId === workspaceId) found.add(r.id);
-  }
-  return found;
+  const rows = await allIn<{ id: string; workspaceId: string }>(
+    q,
+    (list) => `SELECT "id", "workspaceId" FROM "${table}" WHERE "id" IN (${list})`,
+    ids,
+  );
+  return new Set(rows.flatMap((r) => (r.workspaceId === workspaceId ? [r.id] : [])));
 }
