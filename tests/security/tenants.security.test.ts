@@ -13,7 +13,10 @@ for (const provider of PROVIDERS) {
       const theirs = await t.attacker.api.tokens.list.query();
       assert.ok(mine.length >= 1 && theirs.length >= 1);
       const ids = new Set(mine.map((k) => k.id));
-      assert.ok(theirs.every((k) => !ids.has(k.id)), "no token is listed in both workspaces");
+      assert.ok(
+        theirs.every((k) => !ids.has(k.id)),
+        "no token is listed in both workspaces",
+      );
     });
   });
 }
