@@ -186,7 +186,9 @@ async function idleAgents(server: Server, token: string) {
   const t0 = performance.now();
   await new Promise((r) => setTimeout(r, CPU_WINDOW_MS));
   const cpu = (cpuSeconds(pid) - cpu0) / ((performance.now() - t0) / 1000);
-  const health = (await (await fetch(new URL("/healthz", server.url))).json()) as { agents: number };
+  const health = (await (
+    await fetch(new URL("/healthz", server.url), { headers: { authorization: `Bearer ${server.adminToken}` } })
+  ).json()) as { agents: number };
   const after = memoryMb(pid);
   for (const agent of fleet) agent.close();
   return {

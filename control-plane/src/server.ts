@@ -183,16 +183,21 @@ async function start(database: OpenDatabase, metrics: ControlPlaneMetrics, optio
       }
     },
   );
-  app.get("/healthz", (c) =>
-    c.json({
+  const metricsAccess = options.metricsPublic ? undefined : new MetricsAccess(db, auth);
+  // Liveness for anyone (load balancers send no token); the installation's figures (agents
+  // connected across all workspaces, replica, leadership) only to those who may read /metrics.
+  app.get("/healthz", async (c) => {
+    const header = c.req.header("authorization");
+    const operator = !metricsAccess || (header !== undefined && !(await metricsAccess.check(header)));
+    if (!operator) return c.json({ ok: true, version: SERVER_VERSION });
+    return c.json({
       ok: true,
       version: SERVER_VERSION,
       agents: dispatcher.connected().length,
       replicaId,
       leader: leadership.isLeader,
-    }),
-  );
-  const metricsAccess = options.metricsPublic ? undefined : new MetricsAccess(db, auth);
+    });
+  });
   app.get("/metrics", async (c) => {
     const denied = await metricsAccess?.check(c.req.header("authorization"));
     if (denied) return c.json({ error: denied.error }, denied.status);
@@ -218,7 +223,8 @@ async function start(database: OpenDatabase, metrics: ControlPlaneMetrics, optio
           authError: result.ok ? undefined : result.reason,
           resHeaders,
           trustedOrigin,
-          sessionCookie,
+          // Served over HTTPS (directly or behind a TLS-terminating proxy): the cookie is Secure.
+          sessionCookie: sessionCookie.secure || !servedOverHttps(c.req.raw) ? sessionCookie : { ...sessionCookie, secure: true },
         };
       },
       onError: ({ error, path }) => {
@@ -337,6 +343,17 @@ async function authenticate(
  * Who may read `/metrics`: a bearer credential with the read scope of the default workspace
  * (401 without one or with a bad one, 403 for another workspace or a narrower scope).
  */
+/**
+ * Whether the browser reached us over HTTPS: the request's own scheme, the first hop of
+ * `X-Forwarded-Proto` (a TLS-terminating proxy), or an `https:` Origin. Used only to *add*
+ * the Secure flag, so a forged header can make a cookie stricter, never weaker.
+ */
+export function servedOverHttps(req: Request): boolean {
+  if (new URL(req.url).protocol === "https:") return true;
+  const forwarded = req.headers.get("x-forwarded-proto")?.split(",")[0]?.trim().toLowerCase();
+  return forwarded === "https" || (req.headers.get("origin")?.startsWith("https://") ?? false);
+}
+
 class MetricsAccess {
   private defaultWorkspaceId: string | undefined;
 

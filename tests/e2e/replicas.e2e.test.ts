@@ -35,9 +35,12 @@ interface Replica {
   api: FerryClient;
 }
 
+let first: Server;
+
+/** A replica's /healthz as an operator sees it (the installation's figures need a token of the default workspace). */
 async function health(url: string): Promise<{ leader: boolean; replicaId: string; agents: number } | undefined> {
   try {
-    const res = await fetch(new URL("/healthz", url));
+    const res = await fetch(new URL("/healthz", url), { headers: { authorization: `Bearer ${first.adminToken}` } });
     return (await res.json()) as { leader: boolean; replicaId: string; agents: number };
   } catch {
     return undefined; // a killed replica
@@ -48,7 +51,6 @@ describe("control-plane replicas on one PostgreSQL database", async () => {
   const skip = await postgresUnavailable();
   let project = "";
   let database: TestDatabase | undefined;
-  let first: Server;
   let a: Replica;
   let b: Replica;
 

@@ -1,7 +1,9 @@
 import type { Metadata } from "next";
+import { headers } from "next/headers";
 import type { ReactNode } from "react";
 import { Nav } from "@/components/nav";
 import { THEME_SCRIPT } from "@/components/theme";
+import { apiUrl } from "@/lib/security-headers";
 import { SessionProvider } from "@/lib/session";
 import "./globals.css";
 
@@ -14,17 +16,15 @@ export const metadata: Metadata = {
 // build serves any installation: `FERRY_API_URL=https://ferry.example.com next start`.
 export const dynamic = "force-dynamic";
 
-function apiUrl(): string {
-  return (process.env.FERRY_API_URL || process.env.NEXT_PUBLIC_FERRY_API_URL || "http://127.0.0.1:4200").replace(/\/+$/, "");
-}
-
-export default function RootLayout({ children }: { children: ReactNode }) {
+export default async function RootLayout({ children }: { children: ReactNode }) {
+  // Set by proxy.ts for this request: the Content-Security-Policy lets only scripts with it run.
+  const nonce = (await headers()).get("x-nonce") ?? undefined;
   return (
     <html lang="en" suppressHydrationWarning>
       <head>
         {/* Applies the saved theme before the first paint (no flash of the wrong theme). */}
         {/* biome-ignore lint/security/noDangerouslySetInnerHtml: a constant script of ours */}
-        <script dangerouslySetInnerHTML={{ __html: THEME_SCRIPT }} />
+        <script nonce={nonce} dangerouslySetInnerHTML={{ __html: THEME_SCRIPT }} />
       </head>
       <body>
         <SessionProvider apiUrl={apiUrl()}>

@@ -43,7 +43,14 @@ export const authRouter = router({
         })
         .default({ ttlSeconds: 12 * 3600 }),
     )
-    .mutation(({ ctx, input }) => ctx.auth.createSession(ctx.principal, input.ttlSeconds)),
+    .mutation(({ ctx, input }) => {
+      // Only a token mints sessions: a session minted from a web session would outlive that
+      // session's sign-out (it dies only with the token).
+      if (ctx.principal.via !== "token") {
+        throw new TRPCError({ code: "FORBIDDEN", message: "a session cannot create another session: use an API token" });
+      }
+      return ctx.auth.createSession(ctx.principal, input.ttlSeconds);
+    }),
   /**
    * The web app's sign-in: checks the API token and answers with an httpOnly session cookie
    * (the token itself is never kept by the browser). Any scope but `agent` may sign in.

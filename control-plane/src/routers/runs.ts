@@ -9,7 +9,7 @@ import { readDeployment } from "../orchestration/flow-run-sql.ts";
 import { currentState, proposeFlowRunState, retryFlowRun } from "../orchestration/flow-runs.ts";
 import { containsFilter, exactPage, hasTag } from "../text-match.ts";
 import { router, scoped } from "../trpc.ts";
-import { IdInput, Limit, parseJson } from "./shared.ts";
+import { IdInput, Limit, parseJson, requireOwnRow } from "./shared.ts";
 
 export const CreateRunInput = z.object({
   deployment: z.string().min(1).max(200),
@@ -109,6 +109,7 @@ export const runsRouter = router({
       }).default({ limit: 50 }),
     )
     .query(async ({ ctx, input }) => {
+      if (input.cursor) await requireOwnRow(ctx.db.flowRun, ctx.principal.workspaceId, input.cursor);
       const where = {
         ...runWhere(ctx.provider, ctx.principal.workspaceId, input),
         ...(input.state ? { stateType: { in: input.state } } : {}),

@@ -3,7 +3,7 @@ import { StateType } from "@ferry/sdk/protocol";
 import { z } from "zod";
 import { DomainError } from "../errors.ts";
 import { router, scoped } from "../trpc.ts";
-import { IdInput, parseJson } from "./shared.ts";
+import { IdInput, parseJson, requireOwnRow } from "./shared.ts";
 
 const FlowRunPage = z.object({
   flowRunId: z.string().min(1).max(100),
@@ -16,6 +16,7 @@ export const taskRunsRouter = router({
   list: scoped("read")
     .input(FlowRunPage)
     .query(async ({ ctx, input }) => {
+      if (input.cursor) await requireOwnRow(ctx.db.taskRun, ctx.principal.workspaceId, input.cursor);
       const rows = await ctx.db.taskRun.findMany({
         where: { workspaceId: ctx.principal.workspaceId, flowRunId: input.flowRunId },
         orderBy: [{ createdAt: "asc" }, { id: "asc" }],

@@ -3,6 +3,7 @@
 import { useRouter, useSearchParams } from "next/navigation";
 import { type FormEvent, Suspense, useEffect, useState } from "react";
 import { Icon } from "@/components/icons";
+import { safeNext } from "@/lib/safe-next";
 import { useSession } from "@/lib/session";
 
 function SignInForm() {
@@ -12,8 +13,8 @@ function SignInForm() {
   const [token, setToken] = useState("");
   const [error, setError] = useState<string | undefined>();
   const [busy, setBusy] = useState(false);
-  const next = params.get("next");
-  const target = next?.startsWith("/") && !next.startsWith("//") ? next : "/runs";
+  // Resolved against this page's origin as the browser would (see safeNext): never another host.
+  const target = safeNext(params.get("next"), typeof window === "undefined" ? "http://localhost" : window.location.origin);
 
   useEffect(() => {
     if (me) router.replace(target);
