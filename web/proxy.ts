@@ -4,7 +4,7 @@ import { apiUrl, contentSecurityPolicy, HARDENING_HEADERS } from "@/lib/security
 /** Every page gets a fresh script nonce and the security headers (see lib/security-headers.ts). */
 export function proxy(request: NextRequest) {
   const nonce = Buffer.from(crypto.randomUUID()).toString("base64");
-  const policy = contentSecurityPolicy(nonce, apiUrl(), process.env.NODE_ENV === "development");
+  const policy = contentSecurityPolicy(nonce, apiUrl());
   // Next reads the nonce from the request's policy and puts it on its own scripts; the layout
   // reads `x-nonce` for ours.
   const requestHeaders = new Headers(request.headers);
