@@ -39,7 +39,7 @@ import {
   stopAll,
   waitUntil,
 } from "../tests/e2e/harness.ts";
-import { cpuSeconds, histogramQuantiles, memoryMb, scrapeHistogram, summary } from "./bench/stats.ts";
+import { BENCH_SERVER_ARGS, cpuSeconds, histogramQuantiles, memoryMb, scrapeHistogram, summary } from "./bench/stats.ts";
 import { FakeAgent } from "./fake-agent.ts";
 
 const DISPATCH_RUNS = Number(process.env.BENCH_DISPATCH_RUNS ?? 300);
@@ -278,7 +278,7 @@ async function benchProvider(provider: Provider) {
   const project = makeProject(join(REPO, "scripts/bench"));
   const database = await createDatabase(provider, project);
   try {
-    const server = await startServer(database.url);
+    const server = await startServer(database.url, BENCH_SERVER_ARGS);
     const token = (await createToken(server, ["agent"], "bench-cluster")).secret;
     const out: Record<string, unknown> = {};
     if (provider === "postgresql") {

@@ -24,6 +24,7 @@ import {
   stopAll,
   waitUntil,
 } from "../tests/e2e/harness.ts";
+import { BENCH_SERVER_ARGS } from "./bench/stats.ts";
 
 const SIZES = (process.env.BENCH_SCALE_SIZES ?? "1000,10000,100000").split(",").map(Number);
 const PROVIDERS = (process.env.BENCH_SCALE_PROVIDERS ?? "sqlite,postgresql").split(",") as Provider[];
@@ -59,7 +60,7 @@ async function measure(provider: Provider, size: number) {
   const project = makeProject(join(REPO, "scripts/bench"));
   const database = await createDatabase(provider, project);
   try {
-    const server = await startServer(database.url);
+    const server = await startServer(database.url, BENCH_SERVER_ARGS);
     const agent = await startAgent(server, { name: "bench-scale", workDir: project, concurrency: 2 });
     const deployed = await ferry(["deploy", "flows/flows.ts"], { cwd: project, env: server.env });
     if (deployed.code !== 0) throw new Error(deployed.output);

@@ -29,7 +29,7 @@ import {
   stopAll,
   waitUntil,
 } from "../tests/e2e/harness.ts";
-import { memoryMb, type Summary, summary } from "./bench/stats.ts";
+import { BENCH_SERVER_ARGS, memoryMb, type Summary, summary } from "./bench/stats.ts";
 
 const DISPATCH_RUNS = Number(process.env.BENCH_DISPATCH_RUNS ?? 500);
 const START_RUNS = Number(process.env.BENCH_START_RUNS ?? 20);
@@ -206,7 +206,7 @@ async function benchProvider(provider: Provider) {
   const project = makeProject(join(REPO, "scripts/bench"));
   const database = await createDatabase(provider, project);
   try {
-    const server = await startServer(database.url);
+    const server = await startServer(database.url, BENCH_SERVER_ARGS);
     // The main agent starts every run cold (as before warm starts), so its figures stay comparable.
     await startAgent(server, { name: "bench-agent", workDir: project, concurrency: 4, extra: ["--warm-pool", "0"] });
     await startAgent(server, {

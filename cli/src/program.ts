@@ -1,7 +1,7 @@
 import { hostname } from "node:os";
 import { join, resolve } from "node:path";
 import { Agent } from "@ferry/agent";
-import { Scope, startControlPlane } from "@ferry/control-plane";
+import { DEFAULT_QUOTAS, parseQuotaFlags, type Quotas, Scope, startControlPlane } from "@ferry/control-plane";
 import { createFerryClient } from "@ferry/control-plane/client";
 import { openDatabase } from "@ferry/prisma";
 import { toMs } from "@ferry/sdk";
@@ -139,6 +139,11 @@ export function buildProgram(): Command {
     .option("--scheduler-interval <duration>", "time between scheduler passes", "5s")
     .option("--scheduler-horizon <duration>", "how far ahead scheduled runs are created", "1h")
     .option(...RETENTION_OPTION)
+    .option(
+      "--quota <name=value>",
+      `a per-workspace quota (repeatable): ${Object.keys(DEFAULT_QUOTAS).join(", ")}; see README, Security model`,
+      collect,
+    )
     .action(async (flags) => {
       const f = parseFlags(
         z.object({
@@ -155,9 +160,16 @@ export function buildProgram(): Command {
           schedulerInterval: DurationFlag,
           schedulerHorizon: DurationFlag,
           retention: RetentionFlag,
+          quota: z.array(z.string().max(200)).max(50).optional(),
         }),
         flags,
       );
+      let quotas: Quotas;
+      try {
+        quotas = parseQuotaFlags(f.quota ?? []);
+      } catch (err) {
+        throw new CliError(err instanceof Error ? err.message : String(err));
+      }
       const heartbeatIntervalMs = f.heartbeat;
       const leaseMs = f.lease;
       if (leaseMs <= heartbeatIntervalMs) throw new CliError("--lease must be longer than --heartbeat");
@@ -176,6 +188,7 @@ export function buildProgram(): Command {
         scheduler: { intervalMs: Math.max(100, f.schedulerInterval), horizonMs: f.schedulerHorizon },
         ...(f.webUrl ? { webUrl: f.webUrl } : {}),
         metricsPublic: !!f.metricsPublic,
+        quotas,
       });
       process.stdout.write(`Ferry control plane listening on ${cp.url}\n`);
       if (cp.bootstrapToken) {

@@ -6,6 +6,7 @@ import type { Dispatcher } from "./dispatcher.ts";
 import type { ControlPlaneMetrics } from "./metrics.ts";
 import type { Notifier } from "./notifications/notifier.ts";
 import type { ParamsValidator } from "./params.ts";
+import type { Quotas, RateLimiter } from "./quotas.ts";
 import type { Scheduler } from "./scheduler.ts";
 import type { TagSlots } from "./slots.ts";
 import type { TriggerEngine } from "./triggers.ts";
@@ -15,6 +16,10 @@ export interface Services {
   db: Db;
   /** Which database `db` talks to (a few filters differ between them). */
   provider: Provider;
+  /** Per-workspace quotas, as the operator set them. */
+  quotas: Quotas;
+  /** The run-creation rate of each workspace (API and webhooks). */
+  runCreates: RateLimiter;
   auth: Authenticator;
   dispatcher: Dispatcher;
   hub: AgentHub;

@@ -1,7 +1,14 @@
 import { TRPCError } from "@trpc/server";
 
 /** The control plane's closed set of domain errors, mapped to tRPC (and thus HTTP) codes in one place. */
-export type DomainErrorCode = "NOT_FOUND" | "INVALID_PARAMETERS" | "INVALID_TRANSITION" | "CONFLICT" | "FORBIDDEN";
+export type DomainErrorCode =
+  | "NOT_FOUND"
+  | "INVALID_PARAMETERS"
+  | "INVALID_TRANSITION"
+  | "CONFLICT"
+  | "FORBIDDEN"
+  /** A per-workspace quota (see quotas.ts): the message names it and how the operator raises it. */
+  | "QUOTA_EXCEEDED";
 
 export class DomainError extends Error {
   constructor(
@@ -26,6 +33,8 @@ export function toTRPCError(err: DomainError): TRPCError {
         return "CONFLICT";
       case "FORBIDDEN":
         return "FORBIDDEN";
+      case "QUOTA_EXCEEDED":
+        return "TOO_MANY_REQUESTS";
     }
   })();
   return new TRPCError({ code, message: err.message, cause: err });

@@ -22,6 +22,7 @@ import { logger } from "./logger.ts";
 import { ControlPlaneMetrics, databaseSources } from "./metrics.ts";
 import { Notifier } from "./notifications/notifier.ts";
 import { ParamsValidator } from "./params.ts";
+import { DEFAULT_QUOTAS, type Quotas, RateLimiter } from "./quotas.ts";
 import { RetentionJob } from "./retention.ts";
 import { appRouter } from "./router.ts";
 import { SESSION_COOKIE } from "./routers/auth.ts";
@@ -59,6 +60,8 @@ export interface ControlPlaneOptions {
    * every workspace of the installation, which only its operator may see.
    */
   metricsPublic?: boolean;
+  /** Per-workspace quotas (see quotas.ts); what is not given keeps its default. */
+  quotas?: Partial<Quotas>;
 }
 
 export interface ControlPlane {
@@ -125,9 +128,12 @@ async function start(database: OpenDatabase, metrics: ControlPlaneMetrics, optio
     ...(options.webUrl ? { webUrl: options.webUrl } : {}),
     onDelivery: (outcome) => metrics.notificationDeliveries.inc({ outcome }),
   });
+  const quotas: Quotas = { ...DEFAULT_QUOTAS, ...options.quotas };
   const services: Services = {
     db,
     provider: database.provider,
+    quotas,
+    runCreates: new RateLimiter(quotas.runCreatesPerSecond, quotas.runCreateBurst),
     auth,
     dispatcher,
     hub,
@@ -178,7 +184,9 @@ async function start(database: OpenDatabase, metrics: ControlPlaneMetrics, optio
         if (result.status === "paused") return c.json({ error: "this trigger is paused" }, 409);
         return c.json({ runId: result.run?.id ?? null, created: result.created }, result.created ? 201 : 200);
       } catch (err) {
-        if (err instanceof DomainError) return c.json({ error: err.message, issues: err.issues }, 422);
+        if (err instanceof DomainError) {
+          return c.json({ error: err.message, issues: err.issues }, err.code === "QUOTA_EXCEEDED" ? 429 : 422);
+        }
         throw err;
       }
     },
@@ -209,6 +217,8 @@ async function start(database: OpenDatabase, metrics: ControlPlaneMetrics, optio
     fetchRequestHandler({
       endpoint: "/trpc",
       req: c.req.raw,
+      // A batch of 100 heavy reads would hold the database for every other tenant (quotas.ts).
+      maxBatchSize: quotas.maxBatchSize,
       router: appRouter,
       createContext: async ({ resHeaders }): Promise<Context> => {
         const origin = c.req.header("origin");

@@ -78,3 +78,10 @@ export function histogramQuantiles(
   };
   return { n, p50: quantile(0.5), p99: quantile(0.99) };
 }
+
+/**
+ * `ferry server start` flags of a benchmark's control plane: the per-workspace run-creation
+ * rate is a tenant quota (control-plane/src/quotas.ts), not the figure being measured, so the
+ * benches that create runs as fast as they can lift it.
+ */
+export const BENCH_SERVER_ARGS = ["--quota", "runCreatesPerSecond=1000000", "--quota", "runCreateBurst=1000000"];

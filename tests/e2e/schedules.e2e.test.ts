@@ -56,7 +56,11 @@ for (const provider of PROVIDERS) {
         await startAgent(s.server, { name: `sched-${provider}`, workDir: s.project });
         await deployFixtures(s, [], "flows/stamped.ts");
       },
-      { fixtures: FIXTURES, serverArgs: ["--scheduler-interval", "200ms", "--scheduler-horizon", "3s"] },
+      {
+        fixtures: FIXTURES,
+        // Second-long schedules keep the suite short; the quota's default minimum is a minute.
+        serverArgs: ["--scheduler-interval", "200ms", "--scheduler-horizon", "3s", "--quota", "minScheduleIntervalSeconds=1"],
+      },
     );
     const api = () => suite.server.api;
     const cli = (args: string[]) => ferry(args, { cwd: suite.project, env: suite.server.env });
@@ -315,7 +319,7 @@ describe("ferry deploy syncs the schedules declared in flow options (sqlite)", (
 
 describe("two control planes on one PostgreSQL database", async () => {
   const skip = await postgresUnavailable();
-  const ARGS = ["--scheduler-interval", "200ms", "--scheduler-horizon", "2s"];
+  const ARGS = ["--scheduler-interval", "200ms", "--scheduler-horizon", "2s", "--quota", "minScheduleIntervalSeconds=1"];
   let project = "";
   let database: TestDatabase | undefined;
   let first: Server;

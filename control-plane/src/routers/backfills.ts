@@ -5,6 +5,7 @@ import type { Context } from "../context.ts";
 import { DomainError } from "../errors.ts";
 import { newId } from "../ids.ts";
 import { proposeFlowRunState } from "../orchestration/flow-runs.ts";
+import { checkParametersSize, quotaExceeded } from "../quotas.ts";
 import { specOf } from "../scheduler.ts";
 import { checkSpec, countSlots, type ScheduleSpec, slotsBefore, slotsBetween } from "../scheduling/slots.ts";
 import { router, scoped } from "../trpc.ts";
@@ -144,6 +145,16 @@ export const backfillsRouter = router({
           where: { deploymentId: deployment.id, scheduledFor: { gte: from, lte: to } },
         });
         return { dryRun: true as const, total, firstSlots: sample.map((d) => d.toISOString()), alreadyRun, backfill: null };
+      }
+      checkParametersSize(ctx.quotas, parameters);
+      // Paused ones count: resuming one must not take a workspace past its quota.
+      const unfinished = await ctx.db.backfill.count({ where: { workspaceId, status: { in: ["RUNNING", "PAUSED"] } } });
+      if (unfinished >= ctx.quotas.maxActiveBackfills) {
+        throw quotaExceeded(
+          "maxActiveBackfills",
+          ctx.quotas.maxActiveBackfills,
+          `this workspace has ${unfinished} unfinished backfills: wait for one to end or cancel one`,
+        );
       }
       const row = await ctx.db.backfill.create({
         data: {

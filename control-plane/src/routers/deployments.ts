@@ -6,7 +6,7 @@ import type { Context } from "../context.ts";
 import { DomainError } from "../errors.ts";
 import { newId } from "../ids.ts";
 import { router, scoped } from "../trpc.ts";
-import { ScheduleInput, scheduleColumns } from "./schedules.ts";
+import { checkScheduleCount, ScheduleInput, scheduleColumns } from "./schedules.ts";
 import { Limit, parseJson } from "./shared.ts";
 
 const Name = z
@@ -101,6 +101,10 @@ async function syncDeploySchedules(ctx: Context, deployment: Deployment, schedul
     else create.push(w);
   }
   const gone = existing.filter((e) => !keep.has(e.id));
+  if (create.length > gone.length) {
+    const held = await ctx.db.schedule.count({ where: { workspaceId: deployment.workspaceId } });
+    checkScheduleCount(ctx, held - gone.length, create.length);
+  }
   for (const g of gone) {
     // Inactive first: a scheduler pass running now then withdraws the runs it makes (see Scheduler).
     await ctx.db.schedule.update({ where: { id: g.id }, data: { active: false } });

@@ -7,6 +7,7 @@ import { loadRunGraph } from "../graph.ts";
 import { createFlowRun } from "../orchestration/create-run.ts";
 import { readDeployment } from "../orchestration/flow-run-sql.ts";
 import { currentState, proposeFlowRunState, retryFlowRun } from "../orchestration/flow-runs.ts";
+import { checkParametersSize, quotaExceeded } from "../quotas.ts";
 import { containsFilter, exactPage, hasTag } from "../text-match.ts";
 import { router, scoped } from "../trpc.ts";
 import { IdInput, Limit, parseJson, requireOwnRow } from "./shared.ts";
@@ -21,6 +22,14 @@ export const CreateRunInput = z.object({
 
 async function createRun(ctx: Context & { principal: NonNullable<Context["principal"]> }, input: z.infer<typeof CreateRunInput>) {
   const workspaceId = ctx.principal.workspaceId;
+  checkParametersSize(ctx.quotas, input.parameters);
+  if (!ctx.runCreates.take(workspaceId)) {
+    throw quotaExceeded(
+      "runCreatesPerSecond",
+      ctx.quotas.runCreatesPerSecond,
+      `this workspace creates runs faster than ${ctx.quotas.runCreatesPerSecond}/s (bursts of ${ctx.quotas.runCreateBurst}): retry in a moment`,
+    );
+  }
   if (input.idempotencyKey) {
     const existing = await ctx.db.flowRun.findUnique({
       where: { workspaceId_idempotencyKey: { workspaceId, idempotencyKey: input.idempotencyKey } },

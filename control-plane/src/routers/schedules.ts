@@ -4,6 +4,7 @@ import { changesOf } from "../changes.ts";
 import type { Context } from "../context.ts";
 import { DomainError } from "../errors.ts";
 import { newId } from "../ids.ts";
+import { checkParametersSize, quotaExceeded } from "../quotas.ts";
 import { specOf } from "../scheduler.ts";
 import { checkSpec, nextSlot, type ScheduleSpec } from "../scheduling/slots.ts";
 import { router, scoped } from "../trpc.ts";
@@ -45,7 +46,7 @@ export function scheduleSpecOf(input: ScheduleInput, now: Date): ScheduleSpec {
 
 /** Checks a schedule against its deployment (expression, time zone, parameters); returns the row's columns. */
 export function scheduleColumns(
-  ctx: Pick<Context, "params">,
+  ctx: Pick<Context, "params" | "quotas">,
   deployment: { name: string; paramsSchemaJson: string; defaultParamsJson: string },
   input: ScheduleInput,
   now: Date,
@@ -56,6 +57,15 @@ export function scheduleColumns(
   } catch (err) {
     throw new DomainError("INVALID_PARAMETERS", err instanceof Error ? err.message : String(err));
   }
+  const gap = shortestGapSeconds(spec, now);
+  if (gap < ctx.quotas.minScheduleIntervalSeconds) {
+    throw quotaExceeded(
+      "minScheduleIntervalSeconds",
+      ctx.quotas.minScheduleIntervalSeconds,
+      `this schedule starts runs ${gap} s apart`,
+    );
+  }
+  checkParametersSize(ctx.quotas, input.parameters);
   const parameters = { ...parseJson<Record<string, unknown>>(deployment.defaultParamsJson, {}), ...input.parameters };
   const issues = ctx.params.check(deployment.paramsSchemaJson, parameters);
   if (issues.length) {
@@ -77,6 +87,30 @@ export function scheduleColumns(
     graceSeconds: input.graceSeconds,
     active: input.active,
   };
+}
+
+/** Slots of a schedule looked at for its shortest gap (a cron's gaps vary: "0,1 * * * * *"). */
+const GAP_SAMPLE = 20;
+
+/** The shortest time between two of the schedule's next slots (seconds; Infinity for fewer than two). */
+function shortestGapSeconds(spec: ScheduleSpec, now: Date): number {
+  if (spec.kind === "interval") return spec.intervalSeconds;
+  let shortest = Number.POSITIVE_INFINITY;
+  let previous = nextSlot(spec, now);
+  for (let i = 0; previous && i < GAP_SAMPLE; i++) {
+    const slot = nextSlot(spec, previous);
+    if (!slot) break;
+    shortest = Math.min(shortest, (slot.getTime() - previous.getTime()) / 1000);
+    previous = slot;
+  }
+  return shortest;
+}
+
+/** Fails when a workspace holding `existing` schedules would go past its quota by adding `adding`. */
+export function checkScheduleCount(ctx: Pick<Context, "quotas">, existing: number, adding: number): void {
+  if (existing + adding > ctx.quotas.maxSchedules) {
+    throw quotaExceeded("maxSchedules", ctx.quotas.maxSchedules, `this workspace has ${existing} schedules`);
+  }
 }
 
 /** Runs a schedule made that have not started yet (kept: runs that started or ended). */
@@ -122,8 +156,10 @@ export const schedulesRouter = router({
       });
       if (!deployment) throw new DomainError("NOT_FOUND", `no deployment named "${input.deployment}"`);
       const now = new Date();
+      const columns = scheduleColumns(ctx, deployment, input.schedule, now);
+      checkScheduleCount(ctx, await ctx.db.schedule.count({ where: { workspaceId } }), 1);
       const row = await ctx.db.schedule.create({
-        data: { id: newId(), workspaceId, deploymentId: deployment.id, ...scheduleColumns(ctx, deployment, input.schedule, now) },
+        data: { id: newId(), workspaceId, deploymentId: deployment.id, ...columns },
       });
       ctx.scheduler.kick();
       changesOf(ctx.db).publish({ kind: "deployments", workspaceId });
