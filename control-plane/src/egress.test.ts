@@ -11,6 +11,7 @@ import {
   REASONS,
   type Resolver,
   send,
+  shownReason,
 } from "./egress.ts";
 
 describe("classifyAddress", () => {
@@ -291,5 +292,18 @@ describe("send", () => {
     assert.equal(r.ok, true);
     const other = await send(egressPolicy({ allow: ["hooks.test"] }), post(`http://other.test:${port}/ok`), { resolve });
     assert.equal(other.error, REASONS.resolve);
+  });
+});
+
+describe("shownReason", () => {
+  it("keeps fixed reasons and statuses, strips what older versions stored", () => {
+    assert.equal(shownReason(null), null);
+    assert.equal(shownReason("HTTP 500 Internal Server Error"), "HTTP 500 Internal Server Error");
+    assert.equal(shownReason("HTTP 302 Found (redirects are not followed)"), "HTTP 302 Found (redirects are not followed)");
+    assert.equal(shownReason(REASONS.resolve), REASONS.resolve);
+    assert.equal(shownReason("the channel is disabled", ["the channel is disabled"]), "the channel is disabled");
+    assert.equal(shownReason('HTTP 500: {"secret":"aws-key"}'), "HTTP 500");
+    assert.equal(shownReason("fetch failed: connect ECONNREFUSED 127.0.0.1:1"), REASONS.connect);
+    assert.equal(shownReason("The operation was aborted due to timeout"), REASONS.connect);
   });
 });

@@ -387,3 +387,18 @@ function errorDetail(err: unknown): string {
   const code = (err as { code?: unknown }).code;
   return typeof code === "string" ? `${code}: ${err.message}` : err.message;
 }
+
+const SAFE_HTTP = /^HTTP \d{3}( [A-Za-z' -]+)?( \(redirects are not followed\))?$/;
+
+/**
+ * A stored error as a tenant may see it. Errors recorded before this module existed may hold a
+ * receiver's body ("HTTP 500: <body>") or a network error naming a port's state: only the status
+ * survives of the first, the second becomes "could not connect". `known` lists other fixed
+ * messages the caller stores itself.
+ */
+export function shownReason(text: string | null, known: readonly string[] = []): string | null {
+  if (text === null) return null;
+  if (SAFE_HTTP.test(text) || known.includes(text) || (Object.values(REASONS) as string[]).includes(text)) return text;
+  const status = /^HTTP (\d{3})\b/.exec(text)?.[1];
+  return status ? `HTTP ${status}` : REASONS.connect;
+}

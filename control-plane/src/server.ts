@@ -15,6 +15,7 @@ import { changesOf } from "./changes.ts";
 import { ChangeRelay, Leadership, newReplicaId } from "./cluster.ts";
 import type { Context, Services, SessionCookieOptions } from "./context.ts";
 import { Dispatcher } from "./dispatcher.ts";
+import { egressPolicy } from "./egress.ts";
 import { DomainError } from "./errors.ts";
 import { unhandledHttpError } from "./http-errors.ts";
 import { LeaseReaper } from "./leases.ts";
@@ -59,6 +60,12 @@ export interface ControlPlaneOptions {
    * every workspace of the installation, which only its operator may see.
    */
   metricsPublic?: boolean;
+  /**
+   * Where outbound calls made for tenants (notification channels) may go. Default: public
+   * addresses only. `allowPrivate` opens loopback and private ranges (not cloud metadata
+   * services); `allow` lists CIDRs, addresses or host names ("*.corp.example") to open.
+   */
+  egress?: { allowPrivate?: boolean; allow?: string[] };
 }
 
 export interface ControlPlane {
@@ -123,6 +130,7 @@ async function start(database: OpenDatabase, metrics: ControlPlaneMetrics, optio
   const triggers = new TriggerEngine(db, params, () => dispatcher.kick(), logger.child({ component: "triggers" }));
   const notifier = new Notifier(db, logger.child({ component: "notifications" }), {
     ...(options.webUrl ? { webUrl: options.webUrl } : {}),
+    egress: egressPolicy(options.egress),
     onDelivery: (outcome) => metrics.notificationDeliveries.inc({ outcome }),
   });
   const services: Services = {
