@@ -128,9 +128,15 @@ async function start(database: OpenDatabase, metrics: ControlPlaneMetrics, optio
   );
   const backfiller = new Backfiller(db, params, () => dispatcher.kick(), logger.child({ component: "backfills" }));
   const triggers = new TriggerEngine(db, params, () => dispatcher.kick(), logger.child({ component: "triggers" }));
+  const egress = egressPolicy(options.egress);
+  if (egress.allowPrivate || egress.allowCidrs.length || egress.allowHosts.length)
+    log.warn(
+      { allowPrivate: egress.allowPrivate, allow: options.egress?.allow ?? [] },
+      "outbound calls for tenants (notification channels) may reach private addresses",
+    );
   const notifier = new Notifier(db, logger.child({ component: "notifications" }), {
     ...(options.webUrl ? { webUrl: options.webUrl } : {}),
-    egress: egressPolicy(options.egress),
+    egress,
     onDelivery: (outcome) => metrics.notificationDeliveries.inc({ outcome }),
   });
   const services: Services = {
