@@ -227,6 +227,16 @@ describe("send", () => {
     assert.equal(requests.length, before, "no request reached the receiver");
   });
 
+  it("with private egress allowed, reaches the address every encoding stands for", async () => {
+    const open = egressPolicy({ allowPrivate: true });
+    for (const url of [`http://2130706433:${port}/ok`, `http://0x7f.1:${port}/ok`, `http://localhost:${port}/ok`]) {
+      const before = requests.length;
+      const r = await send(open, post(url));
+      assert.equal(r.ok, true, `${url}: ${JSON.stringify(r)}`);
+      assert.equal(requests.length, before + 1);
+    }
+  });
+
   it("refuses a host when any of its addresses is not public", async () => {
     const resolve: Resolver = async () => [
       { address: "8.8.8.8", family: 4 },

@@ -298,9 +298,11 @@ export async function send(policy: EgressPolicy, req: OutgoingRequest, options: 
   const host = url.hostname.startsWith("[") ? url.hostname.slice(1, -1) : url.hostname;
 
   let pinned: { address: string; family: number }[];
-  if (parseAddress(host)) {
-    // A literal address: checked by checkUrl already; net.connect does not resolve it.
-    pinned = [{ address: host, family: host.includes(":") ? 6 : 4 }];
+  const literal = parseAddress(host);
+  if (literal) {
+    // A literal address, checked by checkUrl already. Connect to the address as it was classified,
+    // written the one way net.connect reads as an address (so it is never looked up as a name).
+    pinned = [{ address: literal.toString(), family: literal.kind() === "ipv4" ? 4 : 6 }];
   } else {
     try {
       const resolved = await raceDeadline((options.resolve ?? systemResolver)(host), deadline);
@@ -342,7 +344,7 @@ export async function send(policy: EgressPolicy, req: OutgoingRequest, options: 
     const outgoing: ClientRequest = requestFn(
       {
         protocol: url.protocol,
-        hostname: host,
+        hostname: literal ? literal.toString() : host,
         port: url.port || undefined,
         path: `${url.pathname}${url.search}`,
         method: req.method ?? "POST",
