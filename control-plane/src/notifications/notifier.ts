@@ -301,7 +301,7 @@ export class Notifier {
   /** Sends a sample notification through a channel at once (no retries): does the channel work? */
   async test(row: NotificationChannel): Promise<{ ok: boolean; status: number | null; error: string | null }> {
     const channel = channelOf(row);
-    if (!channel) return { ok: false, status: null, error: "the channel's configuration is not valid" };
+    if (!channel) return { ok: false, status: null, error: DELIVERY_REASONS.invalid };
     const alert: Alert = {
       event: "FAILED",
       workspaceId: row.workspaceId,
@@ -350,7 +350,7 @@ export class Notifier {
     let responseStatus: number | null = null;
     let detail: string | undefined;
     if (!channel || !d.channel.active) {
-      error = channel ? "the channel is disabled" : "the channel's configuration is not valid";
+      error = channel ? DELIVERY_REASONS.disabled : DELIVERY_REASONS.invalid;
     } else {
       try {
         const alert = JSON.parse(d.alertJson) as Alert & { at: string };
@@ -361,7 +361,7 @@ export class Notifier {
         responseStatus = result.status;
         detail = result.detail;
       } catch (err) {
-        error = "the delivery could not be prepared";
+        error = DELIVERY_REASONS.unprepared;
         detail = err instanceof Error ? err.message : String(err);
       }
     }
@@ -387,6 +387,16 @@ export class Notifier {
     return ok;
   }
 }
+
+/**
+ * The errors the notifier stores itself, besides the egress reasons (egress.ts): fixed texts, so
+ * the delivery history can show them as they are and reduce anything else.
+ */
+export const DELIVERY_REASONS = {
+  disabled: "the channel is disabled",
+  invalid: "the channel's configuration is not valid",
+  unprepared: "the delivery could not be prepared",
+} as const;
 
 /** The alert a run state may raise, before looking at rules or history (COMPLETED may be a recovery). */
 export function candidateEvent(stateType: string, stateName: string): AlertEvent | null {

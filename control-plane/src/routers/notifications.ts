@@ -4,6 +4,7 @@ import { changesOf } from "../changes.ts";
 import { checkUrl, type EgressPolicy, shownReason } from "../egress.ts";
 import { DomainError } from "../errors.ts";
 import { newId } from "../ids.ts";
+import { DELIVERY_REASONS } from "../notifications/notifier.ts";
 import { ALERT_EVENTS, type AlertEvent } from "../notifications/payloads.ts";
 import { router, scoped } from "../trpc.ts";
 import { IdInput, parseJson } from "./shared.ts";
@@ -42,13 +43,6 @@ function checkChannelUrl(policy: EgressPolicy, url: string | undefined): void {
       `the channel URL is ${checked.reason} (outbound calls go to public addresses only unless the operator allows more)`,
     );
 }
-
-/** What the notifier itself stores as a delivery's error, besides the egress reasons. */
-const NOTIFIER_REASONS = [
-  "the channel is disabled",
-  "the channel's configuration is not valid",
-  "the delivery could not be prepared",
-];
 
 const AlertEventSchema = z.enum(ALERT_EVENTS as [AlertEvent, ...AlertEvent[]]);
 
@@ -242,7 +236,7 @@ export const notificationsRouter = router({
         return {
           ...d,
           // Never what a receiver answered: the status and a fixed reason (older rows are reduced to that too).
-          lastError: shownReason(lastError, NOTIFIER_REASONS),
+          lastError: shownReason(lastError, Object.values(DELIVERY_REASONS)),
           channel: channel.name,
           channelKind: channel.kind,
           rule: rule.name,
