@@ -136,6 +136,15 @@ export function buildProgram(): Command {
     .option("--secure-cookies", "mark the session cookie Secure (serve over HTTPS)")
     .option("--web-url <url>", "the web app's URL, for links in notifications")
     .option("--metrics-public", "serve GET /metrics without a token (for a Prometheus scraper on a private network)")
+    .option(
+      "--allow-private-egress",
+      "let notification channels reach loopback and private addresses (cloud metadata services stay refused)",
+    )
+    .option(
+      "--egress-allow <cidr|host>",
+      "let notification channels reach this CIDR, address or host name, e.g. 10.1.0.0/16 or hooks.internal (repeatable)",
+      collect,
+    )
     .option("--scheduler-interval <duration>", "time between scheduler passes", "5s")
     .option("--scheduler-horizon <duration>", "how far ahead scheduled runs are created", "1h")
     .option(...RETENTION_OPTION)
@@ -157,6 +166,8 @@ export function buildProgram(): Command {
           secureCookies: z.boolean().optional(),
           webUrl: z.url().optional(),
           metricsPublic: z.boolean().optional(),
+          allowPrivateEgress: z.boolean().optional(),
+          egressAllow: z.array(z.string().min(1).max(300)).optional(),
           schedulerInterval: DurationFlag,
           schedulerHorizon: DurationFlag,
           retention: RetentionFlag,
@@ -189,6 +200,7 @@ export function buildProgram(): Command {
         ...(f.webUrl ? { webUrl: f.webUrl } : {}),
         metricsPublic: !!f.metricsPublic,
         quotas,
+        egress: { allowPrivate: !!f.allowPrivateEgress, allow: f.egressAllow ?? [] },
       });
       process.stdout.write(`Ferry control plane listening on ${cp.url}\n`);
       if (cp.bootstrapToken) {

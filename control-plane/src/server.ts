@@ -15,6 +15,7 @@ import { changesOf } from "./changes.ts";
 import { ChangeRelay, Leadership, newReplicaId } from "./cluster.ts";
 import type { Context, Services, SessionCookieOptions } from "./context.ts";
 import { Dispatcher } from "./dispatcher.ts";
+import { egressPolicy } from "./egress.ts";
 import { DomainError } from "./errors.ts";
 import { unhandledHttpError } from "./http-errors.ts";
 import { LeaseReaper } from "./leases.ts";
@@ -62,6 +63,12 @@ export interface ControlPlaneOptions {
   metricsPublic?: boolean;
   /** Per-workspace quotas (see quotas.ts); what is not given keeps its default. */
   quotas?: Partial<Quotas>;
+  /**
+   * Where outbound calls made for tenants (notification channels) may go. Default: public
+   * addresses only. `allowPrivate` opens loopback and private ranges (not cloud metadata
+   * services); `allow` lists CIDRs, addresses or host names ("*.corp.example") to open.
+   */
+  egress?: { allowPrivate?: boolean; allow?: string[] };
 }
 
 export interface ControlPlane {
@@ -124,8 +131,15 @@ async function start(database: OpenDatabase, metrics: ControlPlaneMetrics, optio
   );
   const backfiller = new Backfiller(db, params, () => dispatcher.kick(), logger.child({ component: "backfills" }));
   const triggers = new TriggerEngine(db, params, () => dispatcher.kick(), logger.child({ component: "triggers" }));
+  const egress = egressPolicy(options.egress);
+  if (egress.allowPrivate || egress.allowCidrs.length || egress.allowHosts.length)
+    log.warn(
+      { allowPrivate: egress.allowPrivate, allow: options.egress?.allow ?? [] },
+      "outbound calls for tenants (notification channels) may reach private addresses",
+    );
   const notifier = new Notifier(db, logger.child({ component: "notifications" }), {
     ...(options.webUrl ? { webUrl: options.webUrl } : {}),
+    egress,
     onDelivery: (outcome) => metrics.notificationDeliveries.inc({ outcome }),
   });
   const quotas: Quotas = { ...DEFAULT_QUOTAS, ...options.quotas };

@@ -309,7 +309,8 @@ describe("web app in Chromium (sqlite)", () => {
     await bfRow.getByText("6 of 6 slots").waitFor();
     await screenshot(page, "deployment-backfill");
     // Alerts: a failure notified to a channel that is down shows in the history as pending, with its error.
-    await stack.server.api.notifications.createChannel.mutate({ kind: "webhook", name: "down", url: "http://127.0.0.1:1/hook" });
+    // A host that never resolves (.invalid): the control plane refuses private addresses by default.
+    await stack.server.api.notifications.createChannel.mutate({ kind: "webhook", name: "down", url: "http://down.invalid/hook" });
     await stack.server.api.notifications.createRule.mutate({ channel: "down", deployment: "failing", events: ["FAILED"] });
     await stack.server.api.runs.create.mutate({ deployment: "failing" });
     await page.goto(`${stack.web.url}/notifications`);

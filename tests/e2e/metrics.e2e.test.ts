@@ -52,10 +52,16 @@ async function scrape(url: string, token?: string): Promise<{ status: number; co
 for (const provider of PROVIDERS) {
   describe(`metrics and logs (${provider})`, async () => {
     const skip = provider === "postgresql" ? await postgresUnavailable() : undefined;
-    const suite = useServer(provider, skip, async (s) => {
-      await startAgent(s.server, { name: "metrics-agent", workDir: s.project });
-      await deployFixtures(s);
-    });
+    const suite = useServer(
+      provider,
+      skip,
+      async (s) => {
+        await startAgent(s.server, { name: "metrics-agent", workDir: s.project });
+        await deployFixtures(s);
+      },
+      // The notification receiver listens on 127.0.0.1: private egress is the operator's opt-in.
+      { serverArgs: ["--allow-private-egress"] },
+    );
     const server = () => suite.server;
 
     test("GET /metrics with a read token: runs by state, dispatch latency, agents, DB time, traffic", { skip }, async () => {

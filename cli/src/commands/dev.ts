@@ -30,6 +30,9 @@ export async function runDev(options: DevOptions): Promise<void> {
     corsOrigins: [`http://127.0.0.1:${options.webPort}`, `http://localhost:${options.webPort}`],
     ...(options.webPort ? { webUrl: `http://127.0.0.1:${options.webPort}` } : {}),
     ...(options.retention ? { retention: options.retention } : {}),
+    // One user on their own machine, API on 127.0.0.1, flows already running their code locally:
+    // nothing to protect from a tenant, and a local receiver is what one tests alerts with.
+    egress: { allowPrivate: true },
   });
   const { db } = cp.services;
   const workspace = await db.workspace.findUniqueOrThrow({ where: { slug: "default" } });

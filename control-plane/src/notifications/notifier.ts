@@ -1,6 +1,7 @@
 import { type Db, sqlOf } from "@ferry/prisma";
 import type { NotificationChannel, NotificationDelivery, NotificationRule } from "@ferry/prisma/sqlite";
 import { changesOf } from "../changes.ts";
+import { type EgressPolicy, PUBLIC_EGRESS, send as sendOut } from "../egress.ts";
 import { newId } from "../ids.ts";
 import { parseObject, parseStrings } from "../json.ts";
 import type { Logger } from "../logger.ts";
@@ -66,6 +67,8 @@ export class Notifier {
       now?: () => Date;
       /** Told how each delivery attempt ended (metrics). */
       onDelivery?: (outcome: DeliveryOutcome) => void;
+      /** Where deliveries may go (default: public addresses only). */
+      egress?: EgressPolicy;
     } = {},
   ) {
     this.sends = new SerialPass(
@@ -76,6 +79,11 @@ export class Notifier {
 
   private now(): Date {
     return this.options.now?.() ?? new Date();
+  }
+
+  /** The egress policy channels are sent (and checked when saved) under. */
+  get egress(): EgressPolicy {
+    return this.options.egress ?? PUBLIC_EGRESS;
   }
 
   private delivering = false;
@@ -293,7 +301,7 @@ export class Notifier {
   /** Sends a sample notification through a channel at once (no retries): does the channel work? */
   async test(row: NotificationChannel): Promise<{ ok: boolean; status: number | null; error: string | null }> {
     const channel = channelOf(row);
-    if (!channel) return { ok: false, status: null, error: "the channel's configuration is not valid" };
+    if (!channel) return { ok: false, status: null, error: DELIVERY_REASONS.invalid };
     const alert: Alert = {
       event: "FAILED",
       workspaceId: row.workspaceId,
@@ -311,20 +319,12 @@ export class Notifier {
       at: this.now(),
       dedupKey: `ferry:test:${row.id}`,
     };
-    try {
-      const req = outgoing(channel, alert, `test-${newId()}`, this.now());
-      const res = await fetch(req.url, {
-        method: "POST",
-        headers: req.headers,
-        body: req.body,
-        signal: AbortSignal.timeout(SEND_TIMEOUT_MS),
-        redirect: "error",
-      });
-      const text = await res.text().catch(() => "");
-      return { ok: res.ok, status: res.status, error: res.ok ? null : `HTTP ${res.status}: ${text.slice(0, 300)}` };
-    } catch (err) {
-      return { ok: false, status: null, error: err instanceof Error ? err.message : String(err) };
-    }
+    // The tenant sees the status and a fixed reason only (egress.ts); the detail is for the operator's log.
+    const { ok, status, error, detail } = await sendOut(this.egress, outgoing(channel, alert, `test-${newId()}`, this.now()), {
+      timeoutMs: SEND_TIMEOUT_MS,
+    });
+    if (detail) this.log.info({ channelId: row.id, error, detail }, "test notification failed");
+    return { ok, status, error };
   }
 
   async sendDue(): Promise<number> {
@@ -348,30 +348,21 @@ export class Notifier {
     let ok = false;
     let error: string | null = null;
     let responseStatus: number | null = null;
+    let detail: string | undefined;
     if (!channel || !d.channel.active) {
-      error = channel ? "the channel is disabled" : "the channel's configuration is not valid";
+      error = channel ? DELIVERY_REASONS.disabled : DELIVERY_REASONS.invalid;
     } else {
       try {
         const alert = JSON.parse(d.alertJson) as Alert & { at: string };
         const req = outgoing(channel, { ...alert, at: new Date(alert.at) }, d.id, this.now());
-        const res = await fetch(req.url, {
-          method: "POST",
-          headers: req.headers,
-          body: req.body,
-          signal: AbortSignal.timeout(SEND_TIMEOUT_MS),
-          redirect: "error",
-        });
-        responseStatus = res.status;
-        const text = await res.text().catch(() => "");
-        ok = res.ok;
-        if (!ok) error = `HTTP ${res.status}: ${text.slice(0, 300)}`;
+        // lastError is shown in the tenant's delivery history: only the status and a fixed reason go there.
+        const result = await sendOut(this.egress, req, { timeoutMs: SEND_TIMEOUT_MS });
+        ({ ok, error } = result);
+        responseStatus = result.status;
+        detail = result.detail;
       } catch (err) {
-        error =
-          err instanceof Error
-            ? err.cause instanceof Error
-              ? `${err.message}: ${err.cause.message}`
-              : err.message
-            : String(err);
+        error = DELIVERY_REASONS.unprepared;
+        detail = err instanceof Error ? err.message : String(err);
       }
     }
     const giveUp = !ok && attempts >= MAX_DELIVERY_ATTEMPTS;
@@ -389,13 +380,23 @@ export class Notifier {
     this.options.onDelivery?.(ok ? "sent" : giveUp ? "failed" : "retry");
     if (!ok)
       this.log.warn(
-        { deliveryId: d.id, channel: d.channel.name, attempts, error },
+        { deliveryId: d.id, channel: d.channel.name, attempts, error, detail },
         giveUp ? "notification given up" : "notification failed; will retry",
       );
     changesOf(this.db).publish({ kind: "deployments", workspaceId: d.workspaceId });
     return ok;
   }
 }
+
+/**
+ * The errors the notifier stores itself, besides the egress reasons (egress.ts): fixed texts, so
+ * the delivery history can show them as they are and reduce anything else.
+ */
+export const DELIVERY_REASONS = {
+  disabled: "the channel is disabled",
+  invalid: "the channel's configuration is not valid",
+  unprepared: "the delivery could not be prepared",
+} as const;
 
 /** The alert a run state may raise, before looking at rules or history (COMPLETED may be a recovery). */
 export function candidateEvent(stateType: string, stateName: string): AlertEvent | null {

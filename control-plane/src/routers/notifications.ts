@@ -1,8 +1,10 @@
 import { randomBytes } from "node:crypto";
 import { z } from "zod";
 import { changesOf } from "../changes.ts";
+import { checkUrl, type EgressPolicy, shownReason } from "../egress.ts";
 import { DomainError } from "../errors.ts";
 import { newId } from "../ids.ts";
+import { DELIVERY_REASONS } from "../notifications/notifier.ts";
 import { ALERT_EVENTS, type AlertEvent } from "../notifications/payloads.ts";
 import { router, scoped } from "../trpc.ts";
 import { IdInput, parseJson } from "./shared.ts";
@@ -27,6 +29,21 @@ const ChannelInput = z.discriminatedUnion("kind", [
   }),
 ]);
 
+/**
+ * Refuses, when a channel is saved, what the egress policy refuses without DNS (a literal private
+ * address in any encoding, localhost), so a tenant learns early; sending checks again after
+ * resolving, which is the check that counts.
+ */
+function checkChannelUrl(policy: EgressPolicy, url: string | undefined): void {
+  if (url === undefined) return;
+  const checked = checkUrl(policy, url);
+  if (!checked.ok)
+    throw new DomainError(
+      "INVALID_PARAMETERS",
+      `the channel URL is ${checked.reason} (outbound calls go to public addresses only unless the operator allows more)`,
+    );
+}
+
 const AlertEventSchema = z.enum(ALERT_EVENTS as [AlertEvent, ...AlertEvent[]]);
 
 /** What a channel's list entry shows: where it goes, never its secret parts. */
@@ -46,6 +63,7 @@ export const notificationsRouter = router({
     .input(ChannelInput)
     .mutation(async ({ ctx, input }) => {
       const workspaceId = ctx.principal.workspaceId;
+      checkChannelUrl(ctx.notifier.egress, input.url);
       const secret = input.kind === "webhook" ? (input.secret ?? `fns_${randomBytes(24).toString("base64url")}`) : undefined;
       const config =
         input.kind === "slack"
@@ -213,9 +231,17 @@ export const notificationsRouter = router({
         orderBy: { createdAt: "desc" },
         take: input.limit,
       });
-      return rows.map(({ alertJson, channel, rule, ...d }) => {
+      return rows.map(({ alertJson, channel, rule, lastError, ...d }) => {
         const alert = parseJson<{ summary?: string; run?: { name?: string } }>(alertJson, {});
-        return { ...d, channel: channel.name, channelKind: channel.kind, rule: rule.name, runName: alert.run?.name ?? null };
+        return {
+          ...d,
+          // Never what a receiver answered: the status and a fixed reason (older rows are reduced to that too).
+          lastError: shownReason(lastError, Object.values(DELIVERY_REASONS)),
+          channel: channel.name,
+          channelKind: channel.kind,
+          rule: rule.name,
+          runName: alert.run?.name ?? null,
+        };
       });
     }),
 
