@@ -1,6 +1,6 @@
 import { hostname } from "node:os";
 import { join, resolve } from "node:path";
-import { Agent } from "@ferry/agent";
+import { Agent, type FlowEnvOptions, flowEnvProblems } from "@ferry/agent";
 import { Scope, startControlPlane } from "@ferry/control-plane";
 import { createFerryClient } from "@ferry/control-plane/client";
 import { openDatabase } from "@ferry/prisma";
@@ -77,6 +77,21 @@ export function parseParams(pairs: string[], json: string | undefined): Record<s
     }
   }
   return params;
+}
+
+/** `--env NAME` / `--env NAME=VALUE` and `--env-prefix P` as the agent's flow environment options, checked. */
+function flowEnvOf(entries: string[], prefixes: string[]): FlowEnvOptions {
+  const pass: string[] = [];
+  const set: Record<string, string> = {};
+  for (const entry of entries) {
+    const eq = entry.indexOf("=");
+    if (eq < 0) pass.push(entry);
+    else set[entry.slice(0, eq)] = entry.slice(eq + 1);
+  }
+  const options = { pass, set, prefixes };
+  const problems = flowEnvProblems(options);
+  if (problems.length) throw new CliError(`invalid --env/--env-prefix:\n${problems.map((p) => `  ${p}`).join("\n")}`);
+  return options;
 }
 
 function apiOptions(cmd: Command): Command {
@@ -235,6 +250,12 @@ export function buildProgram(): Command {
     .option("--result-dir <dir>", "where task results are kept for reuse (default: <work-dir>/.ferry/results)")
     .option("--warm-pool <n>", "idle flow processes kept loaded per entrypoint for warm starts (0: always cold)", "2")
     .option(
+      "--env <name[=value]>",
+      "give flow processes this variable: NAME passes the agent's value, NAME=VALUE sets one (repeatable)",
+      collect,
+    )
+    .option("--env-prefix <prefix>", "give flow processes every agent variable whose name starts with this (repeatable)", collect)
+    .option(
       "--max-runs-per-process <n>",
       "runs one warm process may serve (1: a fresh process per run; more lets user module state persist)",
       "1",
@@ -256,10 +277,13 @@ export function buildProgram(): Command {
           maxRunsPerProcess: z.coerce.number().int().min(1).max(10_000),
           api: z.string().optional(),
           token: z.string().optional(),
+          env: z.array(z.string().min(1)).optional(),
+          envPrefix: z.array(z.string()).optional(),
         }),
         flags,
       );
       const { apiUrls, token } = agentApiConfig(f);
+      const flowEnv = flowEnvOf(f.env ?? [], f.envPrefix ?? []);
       const labels = Object.fromEntries((f.label ?? []).map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]));
       const a = new Agent({
         apiUrl: apiUrls,
@@ -273,6 +297,7 @@ export function buildProgram(): Command {
         resultDir: resolve(f.resultDir ?? join(f.workDir, ".ferry", "results")),
         warmPool: f.warmPool,
         maxRunsPerProcess: f.maxRunsPerProcess,
+        flowEnv,
         stateDir: resolve(f.stateDir ?? join(f.workDir, ".ferry", "agents", f.name.replace(/[^A-Za-z0-9_.-]/g, "_"))),
         ...(f.agentId ? { agentId: f.agentId } : {}),
       });
