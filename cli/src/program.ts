@@ -1,3 +1,4 @@
+import { readFileSync, statSync } from "node:fs";
 import { hostname } from "node:os";
 import { join, resolve } from "node:path";
 import { Agent, type FlowEnvOptions, flowEnvProblems } from "@ferry/agent";
@@ -46,9 +47,46 @@ const RETENTION_OPTION = [
   "30d",
 ] as const;
 
-function client(flags: { api?: string; token?: string }) {
-  const { apiUrl, token } = apiConfig(flags);
+function client(flags: { api?: string; token?: string; tokenFile?: string }) {
+  const { apiUrl, token } = apiConfig({ api: flags.api, token: tokenOf(flags) });
   return createFerryClient(apiUrl, token);
+}
+
+/**
+ * The token from `--token`, else `--token-file`, else the file FERRY_API_TOKEN_FILE names; undefined
+ * lets FERRY_API_TOKEN and `.ferry/config.json` apply. A file keeps the token out of `ps` and
+ * of shell history, which every user of the machine can read.
+ */
+export function tokenOf(flags: { token?: string | undefined; tokenFile?: string | undefined }): string | undefined {
+  if (flags.token !== undefined && flags.tokenFile !== undefined) throw new CliError("pass --token or --token-file, not both");
+  if (flags.token !== undefined) return flags.token;
+  const file = flags.tokenFile ?? process.env.FERRY_API_TOKEN_FILE;
+  return file === undefined ? undefined : readTokenFile(file);
+}
+
+/**
+ * Reads a token file: it must be readable by its owner only (like ssh's private keys), so a
+ * token written with the default umask is refused rather than silently shared with the machine.
+ */
+export function readTokenFile(path: string): string {
+  let text: string;
+  try {
+    if (process.platform !== "win32") {
+      const mode = statSync(path).mode;
+      if (mode & 0o077) {
+        throw new CliError(
+          `token file ${path} is accessible by group or others (mode ${(mode & 0o777).toString(8)}): chmod 600 ${path}`,
+        );
+      }
+    }
+    text = readFileSync(path, "utf8");
+  } catch (err) {
+    if (err instanceof CliError) throw err;
+    throw new CliError(`cannot read token file ${path}: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  const token = text.trim();
+  if (!token || /\s/.test(token)) throw new CliError(`token file ${path} must hold one token`);
+  return token;
 }
 
 /** `--param k=v`: the value is JSON when it parses as JSON, else a string. */
@@ -97,7 +135,8 @@ function flowEnvOf(entries: string[], prefixes: string[]): FlowEnvOptions {
 function apiOptions(cmd: Command): Command {
   return cmd
     .option("--api <url>", "control plane URL (env FERRY_API_URL)")
-    .option("--token <token>", "API token (env FERRY_API_TOKEN)")
+    .option("--token <token>", "API token (env FERRY_API_TOKEN; visible in ps: prefer --token-file)")
+    .option("--token-file <path>", "file holding the API token, mode 600 (env FERRY_API_TOKEN_FILE)")
     .option("--json", "machine-readable output");
 }
 
@@ -237,7 +276,8 @@ export function buildProgram(): Command {
     .command("start")
     .description("connect to a control plane and run flow runs of the given pools")
     .option("--api <urls>", "control plane URL, or several replicas comma-separated to fail over between (env FERRY_API_URL)")
-    .option("--token <token>", "API token with the agent scope (env FERRY_API_TOKEN)")
+    .option("--token <token>", "API token with the agent scope (env FERRY_API_TOKEN; visible in ps: prefer --token-file)")
+    .option("--token-file <path>", "file holding the agent's API token, mode 600 (env FERRY_API_TOKEN_FILE)")
     .option("--pool <pool>", "work pool to serve (repeatable; default: default)", collect)
     .option("--concurrency <n>", "flow runs at once", "4")
     .option("--name <name>", "agent name", hostname())
@@ -277,12 +317,17 @@ export function buildProgram(): Command {
           maxRunsPerProcess: z.coerce.number().int().min(1).max(10_000),
           api: z.string().optional(),
           token: z.string().optional(),
+          tokenFile: z.string().min(1).optional(),
           env: z.array(z.string().min(1)).optional(),
           envPrefix: z.array(z.string()).optional(),
         }),
         flags,
       );
-      const { apiUrls, token } = agentApiConfig(f);
+      if (f.token !== undefined) {
+        // A long-running process keeps its command line visible to every user of the machine.
+        process.stderr.write("agent: --token is visible in ps; use --token-file or FERRY_API_TOKEN instead\n");
+      }
+      const { apiUrls, token } = agentApiConfig({ api: f.api, token: tokenOf(f) });
       const flowEnv = flowEnvOf(f.env ?? [], f.envPrefix ?? []);
       const labels = Object.fromEntries((f.label ?? []).map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]));
       const a = new Agent({

@@ -4,9 +4,11 @@
  * operator's key and list APIs return none of them.
  */
 import assert from "node:assert/strict";
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, test } from "node:test";
-import { deployFixtures, PROVIDERS, postgresUnavailable, REPO, spawnFerry, waitUntil } from "../e2e/harness.ts";
+import { deployFixtures, ferry, PROVIDERS, postgresUnavailable, REPO, spawnFerry, waitUntil } from "../e2e/harness.ts";
 import { type Tenants, useTenants } from "./tenants.ts";
 
 const FIXTURES = join(REPO, "tests/security/fixtures-secrets");
@@ -66,6 +68,42 @@ for (const provider of PROVIDERS) {
         const ferryVars = /ferry-vars=(.*)/.exec(text)?.[1]?.split(",") ?? [];
         for (const name of ferryVars) assert.match(name, /^FERRY_(FLOW_RUN_ID|ATTEMPT|AGENT_NAME|FLOW_WARM)$/);
       }
+    });
+
+    test("a token file keeps the agent's token off its command line; an open file is refused", async () => {
+      const dir = mkdtempSync(join(tmpdir(), "ferry-token-"));
+      const file = join(dir, "agent.token");
+      writeFileSync(file, `${agentToken}\n`, { mode: 0o600 });
+      const agent = spawnFerry([
+        "agent",
+        "start",
+        "--api",
+        t.server.url,
+        "--token-file",
+        file,
+        "--name",
+        "file-agent",
+        "--pool",
+        "none",
+      ]);
+      await agent.waitFor(/connected to the control plane/);
+      const cmdline = readFileSync(`/proc/${agent.child.pid}/cmdline`, "utf8");
+      assert.ok(cmdline.includes("--token-file") && !cmdline.includes(agentToken), "the token is not in ps");
+      await agent.stop();
+
+      const cli = await ferry(["token", "list", "--json", "--api", t.server.url, "--token-file", join(dir, "admin.token")], {
+        env: { FERRY_API_TOKEN: "" },
+      });
+      assert.notEqual(cli.code, 0, "a missing file is an error");
+      writeFileSync(join(dir, "admin.token"), t.victim.token, { mode: 0o600 });
+      const listed = await ferry(["token", "list", "--json", "--api", t.server.url, "--token-file", join(dir, "admin.token")]);
+      assert.equal(listed.code, 0, listed.output);
+
+      chmodSync(file, 0o644);
+      const open = await ferry(["agent", "start", "--api", t.server.url, "--token-file", file, "--name", "open-file"]);
+      assert.notEqual(open.code, 0);
+      assert.match(open.output, /accessible by group or others/);
+      rmSync(dir, { recursive: true, force: true });
     });
 
     test("what the operator adds with --env and --env-prefix arrives, and still no credential", async () => {
