@@ -2,7 +2,14 @@ import { readFileSync, statSync } from "node:fs";
 import { hostname } from "node:os";
 import { join, resolve } from "node:path";
 import { Agent, type FlowEnvOptions, flowEnvProblems } from "@ferry/agent";
-import { Scope, startControlPlane } from "@ferry/control-plane";
+import {
+  defaultKeyFile,
+  rotateKeyFile,
+  Scope,
+  SecretKeyring,
+  secretKeySourcesFromEnv,
+  startControlPlane,
+} from "@ferry/control-plane";
 import { createFerryClient } from "@ferry/control-plane/client";
 import { openDatabase } from "@ferry/prisma";
 import { toMs } from "@ferry/sdk";
@@ -190,6 +197,10 @@ export function buildProgram(): Command {
     .option("--secure-cookies", "mark the session cookie Secure (serve over HTTPS)")
     .option("--web-url <url>", "the web app's URL, for links in notifications")
     .option("--metrics-public", "serve GET /metrics without a token (for a Prometheus scraper on a private network)")
+    .option(
+      "--secret-key-file <path>",
+      "key file for secrets at rest, mode 600 (env FERRY_SECRET_KEY_FILE, or FERRY_SECRET_KEY; default: generated beside the SQLite file)",
+    )
     .option("--scheduler-interval <duration>", "time between scheduler passes", "5s")
     .option("--scheduler-horizon <duration>", "how far ahead scheduled runs are created", "1h")
     .option(...RETENTION_OPTION)
@@ -209,6 +220,7 @@ export function buildProgram(): Command {
           schedulerInterval: DurationFlag,
           schedulerHorizon: DurationFlag,
           retention: RetentionFlag,
+          secretKeyFile: z.string().min(1).optional(),
         }),
         flags,
       );
@@ -230,6 +242,10 @@ export function buildProgram(): Command {
         scheduler: { intervalMs: Math.max(100, f.schedulerInterval), horizonMs: f.schedulerHorizon },
         ...(f.webUrl ? { webUrl: f.webUrl } : {}),
         metricsPublic: !!f.metricsPublic,
+        secretKeys: {
+          ...secretKeySourcesFromEnv(),
+          ...(f.secretKeyFile ? { keyFile: resolve(f.secretKeyFile) } : {}),
+        },
       });
       process.stdout.write(`Ferry control plane listening on ${cp.url}\n`);
       if (cp.bootstrapToken) {
@@ -243,6 +259,31 @@ export function buildProgram(): Command {
       };
       process.once("SIGINT", shutdown);
       process.once("SIGTERM", shutdown);
+    });
+
+  server
+    .command("rotate-key")
+    .description("start a new key for secrets at rest; the next start of the control plane re-encrypts with it")
+    .option("--secret-key-file <path>", "the key file to rotate (env FERRY_SECRET_KEY_FILE; default: beside the SQLite file)")
+    .option("--database-url <url>", "the database whose default key file to rotate (env FERRY_DATABASE_URL)")
+    .action((flags) => {
+      const f = parseFlags(z.object({ secretKeyFile: z.string().min(1).optional(), databaseUrl: z.string().optional() }), flags);
+      const env = secretKeySourcesFromEnv();
+      if (env.key && !f.secretKeyFile) {
+        // The key lives in the environment: the operator sets the new one there, the old as previous.
+        const key = Buffer.from(SecretKeyring.generateKey()).toString("base64");
+        process.stdout.write(
+          `New secret key (shown once). Restart every control plane with:\n  FERRY_SECRET_KEY=${key}\n  FERRY_SECRET_KEY_PREVIOUS=<the current FERRY_SECRET_KEY>${env.previous ? ",<the keys already there>" : ""}\n` +
+            "At start, stored secrets are re-encrypted with the new key; then FERRY_SECRET_KEY_PREVIOUS can be removed.\n",
+        );
+        return;
+      }
+      const file = resolve(f.secretKeyFile ?? env.keyFile ?? defaultKeyFile(databaseUrl(f.databaseUrl)));
+      const rotated = rotateKeyFile(file);
+      process.stdout.write(
+        `New secret key ${rotated.kid} written first in ${file} (older keys ${rotated.previousKids.join(", ")} kept to decrypt).\n` +
+          "Restart every control plane: at start they re-encrypt stored secrets with the new key; then the older lines can be deleted.\n",
+      );
     });
 
   const web = program.command("web").description("the monitoring web app");

@@ -7,6 +7,7 @@ import type { ControlPlaneMetrics } from "./metrics.ts";
 import type { Notifier } from "./notifications/notifier.ts";
 import type { ParamsValidator } from "./params.ts";
 import type { Scheduler } from "./scheduler.ts";
+import type { SecretKeyring } from "./secrets.ts";
 import type { TagSlots } from "./slots.ts";
 import type { TriggerEngine } from "./triggers.ts";
 
@@ -25,6 +26,8 @@ export interface Services {
   triggers: TriggerEngine;
   notifier: Notifier;
   metrics: ControlPlaneMetrics;
+  /** The operator's keys for secrets at rest (notification channel settings, the session key). */
+  secrets: SecretKeyring;
 }
 
 /** How the web session cookie is set: `SameSite=None; Secure` lets a web app on another site use it. */

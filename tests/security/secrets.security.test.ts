@@ -4,20 +4,93 @@
  * operator's key and list APIs return none of them.
  */
 import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { describe, test } from "node:test";
-import { deployFixtures, ferry, PROVIDERS, postgresUnavailable, REPO, spawnFerry, waitUntil } from "../e2e/harness.ts";
+import { after, before, describe, test } from "node:test";
+import { createFerryClient } from "@ferry/control-plane/client";
+import Database from "better-sqlite3";
+import pg from "pg";
+import {
+  deployFixtures,
+  ferry,
+  PROVIDERS,
+  type Provider,
+  postgresUnavailable,
+  REPO,
+  restartServer,
+  spawnFerry,
+  waitUntil,
+} from "../e2e/harness.ts";
 import { type Tenants, useTenants } from "./tenants.ts";
 
 const FIXTURES = join(REPO, "tests/security/fixtures-secrets");
 const AWS_SECRET = "aws-secret-0123456789-do-not-print";
+const SLACK_PATH = "/services/T000/B000/slack-path-secret-123";
+const WEBHOOK_SECRET = "webhook-signing-secret-0123456789";
+const ROUTING_KEY = "pagerduty-routing-key-0123456789-zQxW";
+
+/** A local receiver that counts the requests it gets per path. */
+async function receiver(): Promise<{ url: string; hits: string[]; close(): Promise<void> }> {
+  const hits: string[] = [];
+  const server = createServer((req, res) => {
+    req.resume();
+    req.on("end", () => {
+      hits.push(req.url ?? "/");
+      res.writeHead(req.url === "/pd" ? 202 : 200, { "content-type": "application/json" }).end("{}");
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    hits,
+    close: () => new Promise<void>((r) => server.close(() => r())),
+  };
+}
+
+/** Every text column of the rows that hold secrets, read straight from the database (no API). */
+async function storedText(provider: Provider, databaseUrl: string): Promise<{ channels: string[]; sessionKey: string }> {
+  const query = async (sql: string): Promise<Record<string, string>[]> => {
+    if (provider === "sqlite") {
+      const db = new Database(databaseUrl.slice("file:".length), { readonly: true });
+      try {
+        return db.prepare(sql).all() as Record<string, string>[];
+      } finally {
+        db.close();
+      }
+    }
+    const client = new pg.Client({ connectionString: databaseUrl });
+    await client.connect();
+    try {
+      return (await client.query(sql)).rows as Record<string, string>[];
+    } finally {
+      await client.end();
+    }
+  };
+  const channels = (await query(`SELECT "configJson" FROM "NotificationChannel"`)).map((r) => String(r.configJson));
+  const setting = await query(`SELECT "value" FROM "Setting" WHERE "key" = 'session.signingKey'`);
+  return { channels, sessionKey: String(setting[0]?.value ?? "") };
+}
 
 for (const provider of PROVIDERS) {
   const skip = provider === "postgresql" ? await postgresUnavailable() : undefined;
   describe(`secrets (${provider})`, { skip }, () => {
     let agentToken = "";
+    let rx: Awaited<ReturnType<typeof receiver>>;
+    // The operator's key in a file of its own (rotated below); fresh per suite.
+    const keyDir = mkdtempSync(join(tmpdir(), "ferry-key-"));
+    const keyFile = join(keyDir, "secret.key");
+    writeFileSync(keyFile, `${randomBytes(32).toString("base64")}\n`, { mode: 0o600 });
+    before(async () => {
+      rx = await receiver();
+    });
+    after(async () => {
+      await rx?.close();
+      rmSync(keyDir, { recursive: true, force: true });
+    });
     const t: Tenants = useTenants(
       provider,
       skip,
@@ -43,7 +116,7 @@ for (const provider of PROVIDERS) {
         await plain.waitFor(/connected to the control plane/);
         await extras.waitFor(/connected to the control plane/);
       },
-      { fixtures: FIXTURES },
+      { fixtures: FIXTURES, serverArgs: ["--secret-key-file", keyFile] },
     );
 
     /** Runs a deployment of print-env and returns its logs. */
@@ -111,6 +184,103 @@ for (const provider of PROVIDERS) {
       assert.match(text, /stage=prod bucket=s3:\/\/bucket/);
       assert.ok(!text.includes(agentToken));
       assert.ok(!text.includes(AWS_SECRET));
+    });
+
+    const channelIds: string[] = [];
+    test("channel secrets and the session key are encrypted in the database", async () => {
+      const slack = await t.victim.api.notifications.createChannel.mutate({
+        kind: "slack",
+        name: "slack",
+        url: `${rx.url}${SLACK_PATH}`,
+      });
+      const hook = await t.victim.api.notifications.createChannel.mutate({
+        kind: "webhook",
+        name: "hook",
+        url: `${rx.url}/hook`,
+        secret: WEBHOOK_SECRET,
+      });
+      const pd = await t.victim.api.notifications.createChannel.mutate({
+        kind: "pagerduty",
+        name: "pd",
+        routingKey: ROUTING_KEY,
+        url: `${rx.url}/pd`,
+      });
+      channelIds.push(slack.id, hook.id, pd.id);
+      for (const created of [slack, hook, pd]) assert.ok(!JSON.stringify(created.target).includes("secret"));
+
+      const stored = await storedText(provider, t.server.databaseUrl);
+      assert.equal(stored.channels.length, 3);
+      const all = stored.channels.join("\n");
+      for (const secret of [SLACK_PATH, "slack-path-secret", WEBHOOK_SECRET, ROUTING_KEY])
+        assert.ok(!all.includes(secret), secret);
+      // The session key: a JWE (five parts), not the base64 key itself.
+      assert.equal(stored.sessionKey.split(".").length, 5, stored.sessionKey);
+
+      // Sending still works: the notifier decrypts where it reads the channel.
+      for (const id of channelIds) assert.equal((await t.victim.api.notifications.testChannel.mutate({ id })).ok, true);
+      assert.deepEqual([...rx.hits].sort(), ["/hook", "/pd", SLACK_PATH].sort());
+    });
+
+    test("list APIs return no channel secret", async () => {
+      const channels = await t.victim.api.notifications.channels.query();
+      const answers = [
+        channels,
+        await t.victim.api.notifications.rules.query(),
+        await t.victim.api.notifications.deliveries.query(),
+      ];
+      const text = JSON.stringify(answers);
+      for (const secret of ["slack-path-secret", "/hook", WEBHOOK_SECRET, ROUTING_KEY.slice(-4)])
+        assert.ok(!text.includes(secret), secret);
+      assert.equal(channels.length, 3);
+    });
+
+    test("a key rotation re-encrypts at the next start; channels and sessions keep working", async () => {
+      const { session } = await t.victim.api.auth.createSession.mutate({});
+      const before = await storedText(provider, t.server.databaseUrl);
+      await t.server.proc.stop();
+      const rotated = await ferry(["server", "rotate-key", "--secret-key-file", keyFile]);
+      assert.equal(rotated.code, 0, rotated.output);
+      assert.equal(
+        readFileSync(keyFile, "utf8")
+          .trim()
+          .split("\n")
+          .filter((l) => !l.startsWith("#")).length,
+        2,
+      );
+      await restartServer(t.server);
+      const after = await storedText(provider, t.server.databaseUrl);
+      const kid = (jwe: string) =>
+        (JSON.parse(Buffer.from(jwe.split(".")[0] ?? "", "base64url").toString()) as { kid: string }).kid;
+      assert.notEqual(kid(after.sessionKey), kid(before.sessionKey), "the session key is sealed with the new key");
+      for (const [i, configJson] of after.channels.entries()) {
+        const sealed = (JSON.parse(configJson) as { sealed: string }).sealed;
+        assert.notEqual(kid(sealed), kid((JSON.parse(before.channels[i] ?? "{}") as { sealed: string }).sealed));
+      }
+      rx.hits.length = 0;
+      for (const id of channelIds) assert.equal((await t.victim.api.notifications.testChannel.mutate({ id })).ok, true);
+      assert.equal(rx.hits.length, 3);
+      // Same signing key, only re-encrypted: a session from before the rotation still works.
+      const me = await createFerryClient(t.server.url, session).auth.whoami.query();
+      assert.equal(me.via, "session");
+
+      // Without the old key, the control plane refuses to start rather than lose the secrets.
+      await t.server.proc.stop();
+      const lines = readFileSync(keyFile, "utf8").split("\n");
+      writeFileSync(keyFile, `${randomBytes(32).toString("base64")}\n`, { mode: 0o600 });
+      const refused = await ferry([
+        "server",
+        "start",
+        "--port",
+        "0",
+        "--database-url",
+        t.server.databaseUrl,
+        "--secret-key-file",
+        keyFile,
+      ]);
+      assert.notEqual(refused.code, 0);
+      assert.match(refused.output, /not configured/);
+      writeFileSync(keyFile, lines.join("\n"), { mode: 0o600 });
+      await restartServer(t.server);
     });
   });
 }

@@ -2,9 +2,10 @@ import { type Db, sqlOf } from "@ferry/prisma";
 import type { NotificationChannel, NotificationDelivery, NotificationRule } from "@ferry/prisma/sqlite";
 import { changesOf } from "../changes.ts";
 import { newId } from "../ids.ts";
-import { parseObject, parseStrings } from "../json.ts";
+import { parseStrings } from "../json.ts";
 import type { Logger } from "../logger.ts";
 import type { DeliveryOutcome } from "../metrics.ts";
+import { openChannelConfig, type SecretKeyring } from "../secrets.ts";
 import { SerialPass } from "../serial.ts";
 import {
   ALERT_EVENTS,
@@ -26,8 +27,20 @@ function alertEvents(eventsJson: string): AlertEvent[] {
   return parseStrings(eventsJson).filter((e): e is AlertEvent => (ALERT_EVENTS as readonly string[]).includes(e));
 }
 
-export function channelOf(row: Pick<NotificationChannel, "kind" | "configJson">): Channel | null {
-  const config = parseObject(row.configJson);
+/**
+ * What a channel row sends to, its settings decrypted with the operator's keys (the row holds
+ * them sealed; see secrets.ts); null when they are incomplete or cannot be decrypted.
+ */
+export async function channelOf(
+  row: Pick<NotificationChannel, "id" | "kind" | "configJson">,
+  secrets?: SecretKeyring,
+): Promise<Channel | null> {
+  let config: Record<string, unknown>;
+  try {
+    config = await openChannelConfig(secrets, row);
+  } catch {
+    return null;
+  }
   const str = (k: string) => (typeof config[k] === "string" ? (config[k] as string) : "");
   // A configuration missing what the channel needs is not valid (never sent half-configured).
   switch (row.kind) {
@@ -66,6 +79,8 @@ export class Notifier {
       now?: () => Date;
       /** Told how each delivery attempt ended (metrics). */
       onDelivery?: (outcome: DeliveryOutcome) => void;
+      /** Decrypts channel settings (stored sealed). */
+      secrets?: SecretKeyring;
     } = {},
   ) {
     this.sends = new SerialPass(
@@ -292,7 +307,7 @@ export class Notifier {
 
   /** Sends a sample notification through a channel at once (no retries): does the channel work? */
   async test(row: NotificationChannel): Promise<{ ok: boolean; status: number | null; error: string | null }> {
-    const channel = channelOf(row);
+    const channel = await channelOf(row, this.options.secrets);
     if (!channel) return { ok: false, status: null, error: "the channel's configuration is not valid" };
     const alert: Alert = {
       event: "FAILED",
@@ -343,7 +358,7 @@ export class Notifier {
   }
 
   private async send(d: NotificationDelivery & { channel: NotificationChannel }): Promise<boolean> {
-    const channel = channelOf(d.channel);
+    const channel = await channelOf(d.channel, this.options.secrets);
     const attempts = d.attempts + 1;
     let ok = false;
     let error: string | null = null;
