@@ -186,6 +186,31 @@ for (const provider of PROVIDERS) {
       assert.ok(!text.includes(AWS_SECRET));
     });
 
+    test("write-only parameters reach the flow but no API answer shows them", async () => {
+      const apiKey = "param-api-key-0123456789-secret";
+      const run = await t.victim.api.runs.create.mutate({ deployment: "secret-param", parameters: { table: "events", apiKey } });
+      const reader = createFerryClient(
+        t.server.url,
+        (await t.victim.api.tokens.create.mutate({ name: "reader", scopes: ["read"] })).secret,
+      );
+      const done = await waitUntil("the run ends", async () => {
+        const r = await reader.runs.get.query({ id: run.id });
+        return ["COMPLETED", "FAILED", "CRASHED"].includes(r.stateType) ? r : undefined;
+      });
+      assert.equal(done.stateType, "COMPLETED");
+      assert.deepEqual(done.parameters, { table: "events", apiKey: "[redacted]" });
+      const { items } = await reader.logs.list.query({ flowRunId: run.id });
+      assert.match(items.map((l) => l.message).join("\n"), /table=events apiKey-received=true/);
+      const answers = [
+        run,
+        done,
+        await reader.runs.list.query({ deployment: "secret-param" }),
+        await t.victim.api.runs.list.query({}),
+        await t.victim.api.runs.get.query({ id: run.id }),
+      ];
+      assert.ok(!JSON.stringify(answers).includes(apiKey), "no answer holds the value");
+    });
+
     const channelIds: string[] = [];
     test("channel secrets and the session key are encrypted in the database", async () => {
       const slack = await t.victim.api.notifications.createChannel.mutate({
