@@ -158,6 +158,8 @@ for (const provider of PROVIDERS) {
         "file-agent",
         "--pool",
         "none",
+        "--work-dir",
+        t.project,
       ]);
       await agent.waitFor(/connected to the control plane/);
       const cmdline = readFileSync(`/proc/${agent.child.pid}/cmdline`, "utf8");
