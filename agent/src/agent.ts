@@ -18,6 +18,7 @@ import {
 import WebSocket from "ws";
 import { type AgentState, openAgentState } from "./agent-state.ts";
 import { Backoff } from "./backoff.ts";
+import { type FlowEnvOptions, flowEnvironment, flowEnvProblems } from "./flow-env.ts";
 import { FlowProcess, resolveEntrypoint } from "./flow-process.ts";
 import { Journal } from "./journal.ts";
 import { type Logger, logger } from "./logger.ts";
@@ -64,6 +65,11 @@ export interface AgentOptions {
    * whose run completed goes back to the pool; user module-level state then persists between runs.
    */
   maxRunsPerProcess?: number;
+  /**
+   * What flow processes get of the environment beyond the allow-list (see flow-env.ts): never the
+   * agent's whole environment, never a `FERRY_*` variable of it.
+   */
+  flowEnv?: FlowEnvOptions;
 }
 
 /** Messages that carry a msgId and stay in the outbox until the control plane acknowledges them. */
@@ -156,8 +162,13 @@ export class Agent {
   private readonly journal: Journal<Reliable> | undefined;
   private readonly state: AgentState | undefined;
   private readonly warm: WarmPool;
+  /** The environment every flow process starts from (computed once: the agent's environment does not change). */
+  private readonly flowEnv: Record<string, string>;
 
   constructor(private readonly options: AgentOptions) {
+    const problems = flowEnvProblems(options.flowEnv ?? {});
+    if (problems.length) throw new Error(`invalid flow environment: ${problems.join("; ")}`);
+    this.flowEnv = flowEnvironment(process.env, options.flowEnv);
     this.backoff = new Backoff(250, options.reconnectMaxMs ?? 15_000);
     this.state = options.stateDir ? openAgentState(options.stateDir, options.agentId) : undefined;
     this.agentId = this.state?.agentId ?? options.agentId ?? randomUUID();
@@ -167,6 +178,7 @@ export class Agent {
       maxRunsPerProcess: options.maxRunsPerProcess ?? 1,
       workDir: options.workDir,
       agentName: options.name,
+      env: this.flowEnv,
       log: this.log.child({ component: "warm-pool" }),
     });
     if (options.stateDir) {
@@ -498,6 +510,7 @@ export class Agent {
           killGraceMs: this.options.killGraceMs ?? 5_000,
           resultDir: this.options.resultDir,
           agentName: this.options.name,
+          env: this.flowEnv,
         },
         {
           running: () => this.propose(run, { type: "RUNNING", name: "Running" }),

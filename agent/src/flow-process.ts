@@ -13,6 +13,7 @@ import {
   type ToFlowProcess,
   validateMessage,
 } from "@ferry/sdk/protocol";
+import { flowEnvironment } from "./flow-env.ts";
 
 export interface FlowProcessHandlers {
   running(): void;
@@ -33,9 +34,18 @@ export interface FlowProcessOptions {
   resultDir?: string | undefined;
   /** The agent's name, shown in the process title of flow processes. */
   agentName?: string | undefined;
+  /** The flow process's environment before the run's own variables (default: the allow-listed agent environment). */
+  env?: Readonly<Record<string, string>> | undefined;
 }
 
 const tsxLoader = import.meta.resolve("tsx");
+
+let defaultEnv: Record<string, string> | undefined;
+/** The allow-listed environment without operator additions, for callers that give none. */
+function defaultFlowEnv(): Record<string, string> {
+  defaultEnv ??= flowEnvironment(process.env);
+  return defaultEnv;
+}
 const runnerMain = new URL(import.meta.resolve("@ferry/sdk/runner/main"));
 
 /** Stdout/stderr lines of a process that serves several runs may trail its `finished` message by this much. */
@@ -95,11 +105,20 @@ export class FlowChild {
     }
   }
 
-  static spawn(workDir: string, env: Record<string, string>, sink: FlowChildSink): FlowChild {
+  /**
+   * Starts a flow process with exactly `env` (never the agent's own environment, which holds its
+   * token): `base` is the allow-listed environment (see flow-env.ts), `env` the runner's variables.
+   */
+  static spawn(
+    workDir: string,
+    env: Record<string, string>,
+    sink: FlowChildSink,
+    base: Readonly<Record<string, string>> = defaultFlowEnv(),
+  ): FlowChild {
     const child = spawn(process.execPath, ["--import", tsxLoader, runnerMain.pathname], {
       cwd: workDir,
       stdio: ["ignore", "pipe", "pipe", "ipc"],
-      env: { ...process.env, ...env },
+      env: { ...base, ...env },
     });
     return new FlowChild(child, sink);
   }
@@ -185,7 +204,7 @@ export class FlowProcess {
       prepared.setSink(sink);
       this.sendStart();
     } else {
-      this.child = FlowChild.spawn(this.options.workDir, this.processEnv(), sink);
+      this.child = FlowChild.spawn(this.options.workDir, this.processEnv(), sink, this.options.env);
     }
     if (assign.timeoutMs) {
       this.timeout = setTimeout(
@@ -304,7 +323,7 @@ export class FlowProcess {
       const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
       this.handlers.logs([line("info", `agent: the warm flow process ${how} before the run began; starting it cold`)]);
       this.warm = false;
-      this.child = FlowChild.spawn(this.options.workDir, this.processEnv(), this.sink);
+      this.child = FlowChild.spawn(this.options.workDir, this.processEnv(), this.sink, this.options.env);
       return;
     }
     clearTimeout(this.timeout);

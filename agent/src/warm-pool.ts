@@ -17,6 +17,8 @@ export interface WarmPoolOptions {
   maxEntrypoints?: number;
   /** New processes started per second at most, across entrypoints (default 4). */
   spawnsPerSecond?: number;
+  /** The flow processes' environment (default: the allow-listed agent environment, see flow-env.ts). */
+  env?: Readonly<Record<string, string>>;
   /** Starts a process (tests replace it). */
   spawn?: (sink: FlowChildSink) => FlowChild;
   /** Reads a file's stamp now, undefined when it is gone (tests replace it). */
@@ -242,7 +244,12 @@ export class WarmPool {
     const sink = this.idleSink(() => w);
     const child = this.options.spawn
       ? this.options.spawn(sink)
-      : FlowChild.spawn(this.options.workDir, { FERRY_AGENT_NAME: this.options.agentName, FERRY_FLOW_WARM: "1" }, sink);
+      : FlowChild.spawn(
+          this.options.workDir,
+          { FERRY_AGENT_NAME: this.options.agentName, FERRY_FLOW_WARM: "1" },
+          sink,
+          this.options.env,
+        );
     w = { child, entrypoint, state: "loading", files: [], runs: 0 };
     const list = this.byEntrypoint.get(entrypoint) ?? [];
     list.push(w);

@@ -1,7 +1,18 @@
+import { readFileSync, statSync } from "node:fs";
 import { hostname } from "node:os";
 import { join, resolve } from "node:path";
-import { Agent } from "@ferry/agent";
-import { DEFAULT_QUOTAS, parseQuotaFlags, type Quotas, Scope, startControlPlane } from "@ferry/control-plane";
+import { Agent, type FlowEnvOptions, flowEnvProblems } from "@ferry/agent";
+import {
+  DEFAULT_QUOTAS,
+  defaultKeyFile,
+  parseQuotaFlags,
+  type Quotas,
+  rotateKeyFile,
+  Scope,
+  SecretKeyring,
+  secretKeySourcesFromEnv,
+  startControlPlane,
+} from "@ferry/control-plane";
 import { createFerryClient } from "@ferry/control-plane/client";
 import { openDatabase } from "@ferry/prisma";
 import { toMs } from "@ferry/sdk";
@@ -46,9 +57,46 @@ const RETENTION_OPTION = [
   "30d",
 ] as const;
 
-function client(flags: { api?: string; token?: string }) {
-  const { apiUrl, token } = apiConfig(flags);
+function client(flags: { api?: string; token?: string; tokenFile?: string }) {
+  const { apiUrl, token } = apiConfig({ api: flags.api, token: tokenOf(flags) });
   return createFerryClient(apiUrl, token);
+}
+
+/**
+ * The token from `--token`, else `--token-file`, else the file FERRY_API_TOKEN_FILE names; undefined
+ * lets FERRY_API_TOKEN and `.ferry/config.json` apply. A file keeps the token out of `ps` and
+ * of shell history, which every user of the machine can read.
+ */
+export function tokenOf(flags: { token?: string | undefined; tokenFile?: string | undefined }): string | undefined {
+  if (flags.token !== undefined && flags.tokenFile !== undefined) throw new CliError("pass --token or --token-file, not both");
+  if (flags.token !== undefined) return flags.token;
+  const file = flags.tokenFile ?? process.env.FERRY_API_TOKEN_FILE;
+  return file === undefined ? undefined : readTokenFile(file);
+}
+
+/**
+ * Reads a token file: it must be readable by its owner only (like ssh's private keys), so a
+ * token written with the default umask is refused rather than silently shared with the machine.
+ */
+export function readTokenFile(path: string): string {
+  let text: string;
+  try {
+    if (process.platform !== "win32") {
+      const mode = statSync(path).mode;
+      if (mode & 0o077) {
+        throw new CliError(
+          `token file ${path} is accessible by group or others (mode ${(mode & 0o777).toString(8)}): chmod 600 ${path}`,
+        );
+      }
+    }
+    text = readFileSync(path, "utf8");
+  } catch (err) {
+    if (err instanceof CliError) throw err;
+    throw new CliError(`cannot read token file ${path}: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  const token = text.trim();
+  if (!token || /\s/.test(token)) throw new CliError(`token file ${path} must hold one token`);
+  return token;
 }
 
 /** `--param k=v`: the value is JSON when it parses as JSON, else a string. */
@@ -79,10 +127,26 @@ export function parseParams(pairs: string[], json: string | undefined): Record<s
   return params;
 }
 
+/** `--env NAME` / `--env NAME=VALUE` and `--env-prefix P` as the agent's flow environment options, checked. */
+function flowEnvOf(entries: string[], prefixes: string[]): FlowEnvOptions {
+  const pass: string[] = [];
+  const set: Record<string, string> = {};
+  for (const entry of entries) {
+    const eq = entry.indexOf("=");
+    if (eq < 0) pass.push(entry);
+    else set[entry.slice(0, eq)] = entry.slice(eq + 1);
+  }
+  const options = { pass, set, prefixes };
+  const problems = flowEnvProblems(options);
+  if (problems.length) throw new CliError(`invalid --env/--env-prefix:\n${problems.map((p) => `  ${p}`).join("\n")}`);
+  return options;
+}
+
 function apiOptions(cmd: Command): Command {
   return cmd
     .option("--api <url>", "control plane URL (env FERRY_API_URL)")
-    .option("--token <token>", "API token (env FERRY_API_TOKEN)")
+    .option("--token <token>", "API token (env FERRY_API_TOKEN; visible in ps: prefer --token-file)")
+    .option("--token-file <path>", "file holding the API token, mode 600 (env FERRY_API_TOKEN_FILE)")
     .option("--json", "machine-readable output");
 }
 
@@ -145,6 +209,10 @@ export function buildProgram(): Command {
       "let notification channels reach this CIDR, address or host name, e.g. 10.1.0.0/16 or hooks.internal (repeatable)",
       collect,
     )
+    .option(
+      "--secret-key-file <path>",
+      "key file for secrets at rest, mode 600 (env FERRY_SECRET_KEY_FILE, or FERRY_SECRET_KEY; default: generated beside the SQLite file)",
+    )
     .option("--scheduler-interval <duration>", "time between scheduler passes", "5s")
     .option("--scheduler-horizon <duration>", "how far ahead scheduled runs are created", "1h")
     .option(...RETENTION_OPTION)
@@ -172,6 +240,7 @@ export function buildProgram(): Command {
           schedulerHorizon: DurationFlag,
           retention: RetentionFlag,
           quota: z.array(z.string().max(200)).max(50).optional(),
+          secretKeyFile: z.string().min(1).optional(),
         }),
         flags,
       );
@@ -201,6 +270,10 @@ export function buildProgram(): Command {
         metricsPublic: !!f.metricsPublic,
         quotas,
         egress: { allowPrivate: !!f.allowPrivateEgress, allow: f.egressAllow ?? [] },
+        secretKeys: {
+          ...secretKeySourcesFromEnv(),
+          ...(f.secretKeyFile ? { keyFile: resolve(f.secretKeyFile) } : {}),
+        },
       });
       process.stdout.write(`Ferry control plane listening on ${cp.url}\n`);
       if (cp.bootstrapToken) {
@@ -214,6 +287,31 @@ export function buildProgram(): Command {
       };
       process.once("SIGINT", shutdown);
       process.once("SIGTERM", shutdown);
+    });
+
+  server
+    .command("rotate-key")
+    .description("start a new key for secrets at rest; the next start of the control plane re-encrypts with it")
+    .option("--secret-key-file <path>", "the key file to rotate (env FERRY_SECRET_KEY_FILE; default: beside the SQLite file)")
+    .option("--database-url <url>", "the database whose default key file to rotate (env FERRY_DATABASE_URL)")
+    .action((flags) => {
+      const f = parseFlags(z.object({ secretKeyFile: z.string().min(1).optional(), databaseUrl: z.string().optional() }), flags);
+      const env = secretKeySourcesFromEnv();
+      if (env.key && !f.secretKeyFile) {
+        // The key lives in the environment: the operator sets the new one there, the old as previous.
+        const key = Buffer.from(SecretKeyring.generateKey()).toString("base64");
+        process.stdout.write(
+          `New secret key (shown once). Restart every control plane with:\n  FERRY_SECRET_KEY=${key}\n  FERRY_SECRET_KEY_PREVIOUS=<the current FERRY_SECRET_KEY>${env.previous ? ",<the keys already there>" : ""}\n` +
+            "At start, stored secrets are re-encrypted with the new key; then FERRY_SECRET_KEY_PREVIOUS can be removed.\n",
+        );
+        return;
+      }
+      const file = resolve(f.secretKeyFile ?? env.keyFile ?? defaultKeyFile(databaseUrl(f.databaseUrl)));
+      const rotated = rotateKeyFile(file);
+      process.stdout.write(
+        `New secret key ${rotated.kid} written first in ${file} (older keys ${rotated.previousKids.join(", ")} kept to decrypt).\n` +
+          "Restart every control plane: at start they re-encrypt stored secrets with the new key; then the older lines can be deleted.\n",
+      );
     });
 
   const web = program.command("web").description("the monitoring web app");
@@ -247,7 +345,8 @@ export function buildProgram(): Command {
     .command("start")
     .description("connect to a control plane and run flow runs of the given pools")
     .option("--api <urls>", "control plane URL, or several replicas comma-separated to fail over between (env FERRY_API_URL)")
-    .option("--token <token>", "API token with the agent scope (env FERRY_API_TOKEN)")
+    .option("--token <token>", "API token with the agent scope (env FERRY_API_TOKEN; visible in ps: prefer --token-file)")
+    .option("--token-file <path>", "file holding the agent's API token, mode 600 (env FERRY_API_TOKEN_FILE)")
     .option("--pool <pool>", "work pool to serve (repeatable; default: default)", collect)
     .option("--concurrency <n>", "flow runs at once", "4")
     .option("--name <name>", "agent name", hostname())
@@ -259,6 +358,12 @@ export function buildProgram(): Command {
     .option("--reconnect-max <duration>", "longest wait between reconnect attempts", "15s")
     .option("--result-dir <dir>", "where task results are kept for reuse (default: <work-dir>/.ferry/results)")
     .option("--warm-pool <n>", "idle flow processes kept loaded per entrypoint for warm starts (0: always cold)", "2")
+    .option(
+      "--env <name[=value]>",
+      "give flow processes this variable: NAME passes the agent's value, NAME=VALUE sets one (repeatable)",
+      collect,
+    )
+    .option("--env-prefix <prefix>", "give flow processes every agent variable whose name starts with this (repeatable)", collect)
     .option(
       "--max-runs-per-process <n>",
       "runs one warm process may serve (1: a fresh process per run; more lets user module state persist)",
@@ -281,10 +386,18 @@ export function buildProgram(): Command {
           maxRunsPerProcess: z.coerce.number().int().min(1).max(10_000),
           api: z.string().optional(),
           token: z.string().optional(),
+          tokenFile: z.string().min(1).optional(),
+          env: z.array(z.string().min(1)).optional(),
+          envPrefix: z.array(z.string()).optional(),
         }),
         flags,
       );
-      const { apiUrls, token } = agentApiConfig(f);
+      if (f.token !== undefined) {
+        // A long-running process keeps its command line visible to every user of the machine.
+        process.stderr.write("agent: --token is visible in ps; use --token-file or FERRY_API_TOKEN instead\n");
+      }
+      const { apiUrls, token } = agentApiConfig({ api: f.api, token: tokenOf(f) });
+      const flowEnv = flowEnvOf(f.env ?? [], f.envPrefix ?? []);
       const labels = Object.fromEntries((f.label ?? []).map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]));
       const a = new Agent({
         apiUrl: apiUrls,
@@ -298,6 +411,7 @@ export function buildProgram(): Command {
         resultDir: resolve(f.resultDir ?? join(f.workDir, ".ferry", "results")),
         warmPool: f.warmPool,
         maxRunsPerProcess: f.maxRunsPerProcess,
+        flowEnv,
         stateDir: resolve(f.stateDir ?? join(f.workDir, ".ferry", "agents", f.name.replace(/[^A-Za-z0-9_.-]/g, "_"))),
         ...(f.agentId ? { agentId: f.agentId } : {}),
       });

@@ -8,6 +8,7 @@ import type { Notifier } from "./notifications/notifier.ts";
 import type { ParamsValidator } from "./params.ts";
 import type { Quotas, RateLimiter } from "./quotas.ts";
 import type { Scheduler } from "./scheduler.ts";
+import type { SecretKeyring } from "./secrets.ts";
 import type { TagSlots } from "./slots.ts";
 import type { TriggerEngine } from "./triggers.ts";
 
@@ -30,6 +31,8 @@ export interface Services {
   triggers: TriggerEngine;
   notifier: Notifier;
   metrics: ControlPlaneMetrics;
+  /** The operator's keys for secrets at rest (notification channel settings, the session key). */
+  secrets: SecretKeyring;
 }
 
 /** How the web session cookie is set: `SameSite=None; Secure` lets a web app on another site use it. */

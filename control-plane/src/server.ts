@@ -9,6 +9,7 @@ import { getCookie } from "hono/cookie";
 import { cors } from "hono/cors";
 import { AgentHub } from "./agents/hub.ts";
 import { Authenticator, type AuthResult } from "./auth/authenticate.ts";
+import { sessionKey } from "./auth/session-key.ts";
 import { scopeAllows } from "./auth/tokens.ts";
 import { Backfiller } from "./backfills.ts";
 import { changesOf } from "./changes.ts";
@@ -29,9 +30,16 @@ import { appRouter } from "./router.ts";
 import { SESSION_COOKIE } from "./routers/auth.ts";
 import { HOOK_PATH } from "./routers/triggers.ts";
 import { Scheduler, type SchedulerOptions } from "./scheduler.ts";
+import {
+  defaultKeyFile,
+  loadSecretKeyring,
+  type SecretKeySources,
+  sealStoredSecrets,
+  secretKeySourcesFromEnv,
+} from "./secrets.ts";
 import { TagSlots } from "./slots.ts";
 import { TriggerEngine } from "./triggers.ts";
-import { type CreatedToken, createWorkspace, sessionKey } from "./workspace.ts";
+import { type CreatedToken, createWorkspace } from "./workspace.ts";
 
 export const SERVER_VERSION = "0.1.0";
 /** Largest webhook body accepted. */
@@ -69,6 +77,12 @@ export interface ControlPlaneOptions {
    * services); `allow` lists CIDRs, addresses or host names ("*.corp.example") to open.
    */
   egress?: { allowPrivate?: boolean; allow?: string[] };
+  /**
+   * The operator's keys for secrets at rest (default: FERRY_SECRET_KEY, FERRY_SECRET_KEY_PREVIOUS,
+   * FERRY_SECRET_KEY_FILE; without any, a key file generated next to the SQLite database, or in
+   * `.ferry/` on PostgreSQL). See secrets.ts.
+   */
+  secretKeys?: SecretKeySources;
 }
 
 export interface ControlPlane {
@@ -100,13 +114,25 @@ async function start(database: OpenDatabase, metrics: ControlPlaneMetrics, optio
   const heartbeatIntervalMs = options.heartbeatIntervalMs ?? 5_000;
   const leaseMs = options.leaseMs ?? 15_000;
 
+  // The keys first: a start that cannot read the stored secrets stops here, before serving anything.
+  const keys = loadSecretKeyring(options.secretKeys ?? secretKeySourcesFromEnv(), defaultKeyFile(database.url));
+  const secrets = keys.keyring;
+  if (keys.generated) {
+    const shared =
+      database.provider === "postgresql" ? "; every replica must use the same key (FERRY_SECRET_KEY or --secret-key-file)" : "";
+    log.warn({ file: keys.generated }, `generated a secret key for secrets at rest; keep it with backups${shared}`);
+  }
+  const migrated = await sealStoredSecrets(db, secrets);
+  if (migrated.sealed || migrated.resealed)
+    log.info({ ...migrated, kid: secrets.currentKid }, "stored secrets encrypted with the current key");
+
   let bootstrapToken: CreatedToken | undefined;
   if ((await db.workspace.count()) === 0) {
     bootstrapToken = (await createWorkspace(db, "default", "Default")).admin;
   }
 
   const replicaId = newReplicaId();
-  const auth = new Authenticator(db, await sessionKey(db));
+  const auth = new Authenticator(db, await sessionKey(db, secrets));
   const dispatcher = new Dispatcher(db, logger.child({ component: "dispatcher" }), {
     leaseMs,
     onAssigned: (_run, latencyMs) => metrics.dispatchLatency.observe(latencyMs / 1000),
@@ -141,6 +167,7 @@ async function start(database: OpenDatabase, metrics: ControlPlaneMetrics, optio
     ...(options.webUrl ? { webUrl: options.webUrl } : {}),
     egress,
     onDelivery: (outcome) => metrics.notificationDeliveries.inc({ outcome }),
+    secrets,
   });
   const quotas: Quotas = { ...DEFAULT_QUOTAS, ...options.quotas };
   const services: Services = {
@@ -158,6 +185,7 @@ async function start(database: OpenDatabase, metrics: ControlPlaneMetrics, optio
     triggers,
     notifier,
     metrics,
+    secrets,
   };
   const reaper = new LeaseReaper(db, dispatcher, slots, logger.child({ component: "leases" }), options.leaseSweepMs ?? 1_000);
   const retention = new RetentionJob(db, logger.child({ component: "retention" }), options.retention);

@@ -1,4 +1,3 @@
-import { randomBytes } from "node:crypto";
 import type { Db } from "@ferry/prisma";
 import { newSecret, type Scope } from "./auth/tokens.ts";
 import { newId } from "./ids.ts";
@@ -31,16 +30,4 @@ export async function createWorkspace(db: Db, slug: string, name = slug): Promis
   const workspace = await db.workspace.create({ data: { id: newId(), slug, name } });
   const admin = await createToken(db, workspace.id, { name: "admin", scopes: ["admin", "write", "read"] });
   return { workspaceId: workspace.id, admin };
-}
-
-const SESSION_KEY = "session.signingKey";
-
-/** The installation's key for signing web sessions, created on first use. */
-export async function sessionKey(db: Db): Promise<Uint8Array> {
-  const existing = await db.setting.findUnique({ where: { key: SESSION_KEY } });
-  if (existing) return Buffer.from(existing.value, "base64url");
-  const value = randomBytes(32).toString("base64url");
-  await db.setting.upsert({ where: { key: SESSION_KEY }, create: { key: SESSION_KEY, value }, update: {} });
-  const stored = await db.setting.findUniqueOrThrow({ where: { key: SESSION_KEY } });
-  return Buffer.from(stored.value, "base64url");
 }

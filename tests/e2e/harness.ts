@@ -325,13 +325,16 @@ export async function startAgent(
 ): Promise<Proc> {
   const token = options.token ?? (await createToken(server, ["agent"], `agent-${options.name}`)).secret;
   const api = options.apiUrl ?? server.url;
+  // As an operator would: the token in a file only its owner reads, not on the command line (ps).
+  const tokenFile = join(mkdtempSync(join(tmpdir(), "ferry-token-")), "agent.token");
+  writeFileSync(tokenFile, `${token}\n`, { mode: 0o600 });
   const args = [
     "agent",
     "start",
     "--api",
     api,
-    "--token",
-    token,
+    "--token-file",
+    tokenFile,
     "--name",
     options.name,
     "--work-dir",

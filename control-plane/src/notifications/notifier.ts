@@ -3,9 +3,10 @@ import type { NotificationChannel, NotificationDelivery, NotificationRule } from
 import { changesOf } from "../changes.ts";
 import { type EgressPolicy, PUBLIC_EGRESS, send as sendOut } from "../egress.ts";
 import { newId } from "../ids.ts";
-import { parseObject, parseStrings } from "../json.ts";
+import { parseStrings } from "../json.ts";
 import type { Logger } from "../logger.ts";
 import type { DeliveryOutcome } from "../metrics.ts";
+import { openChannelConfig, type SecretKeyring } from "../secrets.ts";
 import { SerialPass } from "../serial.ts";
 import {
   ALERT_EVENTS,
@@ -27,8 +28,20 @@ function alertEvents(eventsJson: string): AlertEvent[] {
   return parseStrings(eventsJson).filter((e): e is AlertEvent => (ALERT_EVENTS as readonly string[]).includes(e));
 }
 
-export function channelOf(row: Pick<NotificationChannel, "kind" | "configJson">): Channel | null {
-  const config = parseObject(row.configJson);
+/**
+ * What a channel row sends to, its settings decrypted with the operator's keys (the row holds
+ * them sealed; see secrets.ts); null when they are incomplete or cannot be decrypted.
+ */
+export async function channelOf(
+  row: Pick<NotificationChannel, "id" | "kind" | "configJson">,
+  secrets?: SecretKeyring,
+): Promise<Channel | null> {
+  let config: Record<string, unknown>;
+  try {
+    config = await openChannelConfig(secrets, row);
+  } catch {
+    return null;
+  }
   const str = (k: string) => (typeof config[k] === "string" ? (config[k] as string) : "");
   // A configuration missing what the channel needs is not valid (never sent half-configured).
   switch (row.kind) {
@@ -69,6 +82,8 @@ export class Notifier {
       onDelivery?: (outcome: DeliveryOutcome) => void;
       /** Where deliveries may go (default: public addresses only). */
       egress?: EgressPolicy;
+      /** Decrypts channel settings (stored sealed). */
+      secrets?: SecretKeyring;
     } = {},
   ) {
     this.sends = new SerialPass(
@@ -300,7 +315,7 @@ export class Notifier {
 
   /** Sends a sample notification through a channel at once (no retries): does the channel work? */
   async test(row: NotificationChannel): Promise<{ ok: boolean; status: number | null; error: string | null }> {
-    const channel = channelOf(row);
+    const channel = await channelOf(row, this.options.secrets);
     if (!channel) return { ok: false, status: null, error: DELIVERY_REASONS.invalid };
     const alert: Alert = {
       event: "FAILED",
@@ -343,7 +358,7 @@ export class Notifier {
   }
 
   private async send(d: NotificationDelivery & { channel: NotificationChannel }): Promise<boolean> {
-    const channel = channelOf(d.channel);
+    const channel = await channelOf(d.channel, this.options.secrets);
     const attempts = d.attempts + 1;
     let ok = false;
     let error: string | null = null;

@@ -6,6 +6,7 @@ import { DomainError } from "../errors.ts";
 import { newId } from "../ids.ts";
 import { DELIVERY_REASONS } from "../notifications/notifier.ts";
 import { ALERT_EVENTS, type AlertEvent } from "../notifications/payloads.ts";
+import { channelTarget, sealChannelConfig, storedChannelTarget } from "../secrets.ts";
 import { router, scoped } from "../trpc.ts";
 import { IdInput, parseJson } from "./shared.ts";
 
@@ -46,18 +47,6 @@ function checkChannelUrl(policy: EgressPolicy, url: string | undefined): void {
 
 const AlertEventSchema = z.enum(ALERT_EVENTS as [AlertEvent, ...AlertEvent[]]);
 
-/** What a channel's list entry shows: where it goes, never its secret parts. */
-function describeTarget(kind: string, configJson: string): string {
-  const c = parseJson<Record<string, string>>(configJson, {});
-  try {
-    if (kind === "pagerduty") return `PagerDuty (routing key …${(c.routingKey ?? "").slice(-4)})`;
-    const u = new URL(c.url ?? "");
-    return `${u.protocol}//${u.host}${kind === "slack" ? "/services/…" : u.pathname}`;
-  } catch {
-    return "(invalid)";
-  }
-}
-
 export const notificationsRouter = router({
   createChannel: scoped("admin")
     .input(ChannelInput)
@@ -71,15 +60,18 @@ export const notificationsRouter = router({
           : input.kind === "pagerduty"
             ? { routingKey: input.routingKey, ...(input.url ? { url: input.url } : {}) }
             : { url: input.url, secret };
+      // Stored sealed with the operator's key (secrets.ts): the database never holds the URL or secret in clear.
+      const id = newId();
+      const configJson = await sealChannelConfig(ctx.secrets, id, input.kind, config);
       try {
         const row = await ctx.db.notificationChannel.create({
-          data: { id: newId(), workspaceId, name: input.name, kind: input.kind, configJson: JSON.stringify(config) },
+          data: { id, workspaceId, name: input.name, kind: input.kind, configJson },
         });
         return {
           id: row.id,
           name: row.name,
           kind: row.kind,
-          target: describeTarget(row.kind, row.configJson),
+          target: channelTarget(row.kind, config),
           ...(secret ? { secret } : {}),
         };
       } catch (err) {
@@ -94,13 +86,14 @@ export const notificationsRouter = router({
       where: { workspaceId: ctx.principal.workspaceId },
       orderBy: { createdAt: "asc" },
     });
+    // Never the settings: only where the channel goes (scheme and host), kept in clear for this.
     return rows.map((r) => ({
       id: r.id,
       name: r.name,
       kind: r.kind,
       active: r.active,
       createdAt: r.createdAt,
-      target: describeTarget(r.kind, r.configJson),
+      target: storedChannelTarget(r.kind, r.configJson),
     }));
   }),
 

@@ -8,6 +8,7 @@ import { createFlowRun } from "../orchestration/create-run.ts";
 import { readDeployment } from "../orchestration/flow-run-sql.ts";
 import { currentState, proposeFlowRunState, retryFlowRun } from "../orchestration/flow-runs.ts";
 import { checkParametersSize, quotaExceeded } from "../quotas.ts";
+import { redactParameters } from "../secret-params.ts";
 import { containsFilter, exactPage, hasTag } from "../text-match.ts";
 import { router, scoped } from "../trpc.ts";
 import { IdInput, Limit, parseJson, requireOwnRow } from "./shared.ts";
@@ -60,9 +61,27 @@ async function createRun(ctx: Context & { principal: NonNullable<Context["princi
   return outcome;
 }
 
-function present<T extends { parametersJson: string; tagsJson: string }>(run: T) {
+/** A run as the API shows it; `paramsSchemaJson` (its deployment's) marks the parameters shown redacted (secret-params.ts). */
+function present<T extends { parametersJson: string; tagsJson: string }>(run: T, paramsSchemaJson: string | null | undefined) {
   const { parametersJson, tagsJson, ...rest } = run;
-  return { ...rest, parameters: parseJson<Record<string, unknown>>(parametersJson, {}), tags: parseJson<string[]>(tagsJson, []) };
+  return {
+    ...rest,
+    parameters: redactParameters(parseJson<Record<string, unknown>>(parametersJson, {}), paramsSchemaJson),
+    tags: parseJson<string[]>(tagsJson, []),
+  };
+}
+
+/** `present` for a run read with its deployment's name and schema; the schema itself is not part of the answer. */
+function presentWithDeployment<D extends { paramsSchemaJson: string }, R extends { parametersJson: string; tagsJson: string }>(
+  run: R & { deployment: D | null },
+) {
+  const { deployment, ...rest } = run;
+  let shown: Omit<D, "paramsSchemaJson"> | null = null;
+  if (deployment) {
+    const { paramsSchemaJson: _schema, ...others } = deployment;
+    shown = others;
+  }
+  return { ...present(rest, deployment?.paramsSchemaJson), deployment: shown };
 }
 
 /** Filters shared by the run list and its statistics. */
@@ -104,7 +123,10 @@ export const runsRouter = router({
     .input(CreateRunInput)
     .mutation(async ({ ctx, input }) => {
       const { run, created } = await createRun(ctx, input);
-      return { ...present(run), created };
+      const deployment = run.deploymentId
+        ? await ctx.db.deployment.findUnique({ where: { id: run.deploymentId }, select: { paramsSchemaJson: true } })
+        : null;
+      return { ...present(run, deployment?.paramsSchemaJson), created };
     }),
 
   list: scoped("read")
@@ -132,14 +154,14 @@ export const runsRouter = router({
             orderBy: [{ createdAt: "desc" }, { id: "desc" }],
             take: n,
             ...(cursor ? { cursor: { id: cursor }, skip: 1 } : {}),
-            include: { deployment: { select: { name: true } }, flow: { select: { name: true } } },
+            include: { deployment: { select: { name: true, paramsSchemaJson: true } }, flow: { select: { name: true } } },
           });
         },
         (run) => run.id,
         (run) => !input.tag || hasTag(run.tagsJson, input.tag),
         input.limit,
       );
-      return { items: page.rows.map(present), nextCursor: page.more ? page.last : undefined };
+      return { items: page.rows.map(presentWithDeployment), nextCursor: page.more ? page.last : undefined };
     }),
 
   /**
@@ -224,7 +246,7 @@ export const runsRouter = router({
       const run = await ctx.db.flowRun.findFirst({
         where: { id: input.id, workspaceId: ctx.principal.workspaceId },
         include: {
-          deployment: { select: { name: true, entrypoint: true } },
+          deployment: { select: { name: true, entrypoint: true, paramsSchemaJson: true } },
           flow: { select: { name: true } },
           states: { orderBy: [{ timestamp: "asc" }, { attempt: "asc" }] },
         },
@@ -233,7 +255,7 @@ export const runsRouter = router({
       const counts = await ctx.db.taskRun.groupBy({ by: ["stateType"], where: { flowRunId: run.id }, _count: { _all: true } });
       const agent = run.agentId ? await ctx.db.agent.findUnique({ where: { id: run.agentId }, select: { name: true } }) : null;
       return {
-        ...present(run),
+        ...presentWithDeployment(run),
         agentName: agent?.name ?? null,
         taskRunCounts: Object.fromEntries(counts.map((c) => [c.stateType, c._count._all])),
       };
