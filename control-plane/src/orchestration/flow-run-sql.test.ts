@@ -41,6 +41,9 @@ function newRun(id: string): FlowRun {
     scheduledFor: null,
     dataIntervalStart: null,
     dataIntervalEnd: null,
+    triggeredById: null,
+    triggeringRunId: null,
+    triggerChainJson: "[]",
     createdAt: at,
     updatedAt: at,
   };

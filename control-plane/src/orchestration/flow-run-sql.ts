@@ -39,6 +39,9 @@ export const FLOW_RUN_COLUMNS = [
   "scheduledFor",
   "dataIntervalStart",
   "dataIntervalEnd",
+  "triggeredById",
+  "triggeringRunId",
+  "triggerChainJson",
   "createdAt",
   "updatedAt",
 ] as const satisfies readonly (keyof FlowRun)[];
