@@ -34,6 +34,8 @@ import { type CreatedToken, createWorkspace, sessionKey } from "./workspace.ts";
 export const SERVER_VERSION = "0.1.0";
 /** Largest webhook body accepted. */
 const HOOK_BODY_BYTES = 256 * 1024;
+/** On close, the longest wait for queued alerts to become deliveries (the rest waits in the outbox for the next start). */
+const ALERT_DRAIN_MS = 5_000;
 
 export interface ControlPlaneOptions {
   databaseUrl: string;
@@ -303,6 +305,8 @@ async function start(database: OpenDatabase, metrics: ControlPlaneMetrics, optio
       dispatcher.stop();
       await retention.stop();
       await hub.close();
+      // No agent reports any more: the alerts of the states already written become deliveries.
+      await notifier.drain(ALERT_DRAIN_MS);
       await relay?.stop();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());

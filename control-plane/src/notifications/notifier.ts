@@ -18,6 +18,8 @@ import {
 
 /** Attempts before a delivery is given up (FAILED). */
 export const MAX_DELIVERY_ATTEMPTS = 8;
+/** Outbox rows turned into deliveries per query. */
+const OUTBOX_BATCH = 200;
 const SEND_TIMEOUT_MS = 10_000;
 const PARALLEL_SENDS = 4;
 
@@ -50,12 +52,18 @@ export function channelOf(row: Pick<NotificationChannel, "kind" | "configJson">)
  * with retries and backoff. Deliveries are keyed (rule, event key), so an event seen twice
  * (a replay, two control planes) notifies once. Sending never runs on the scheduler's or the
  * dispatcher's path, and a channel that is down only delays its own deliveries.
+ *
+ * A run state that may alert reaches the rules through NotificationOutbox, a row written in the
+ * state change's own transaction (flow-run-sql.ts): the change feed only wakes the pass that
+ * reads it, so a crash between the commit and the deliveries loses nothing (the next start
+ * finishes the job), and `drain` lets a shutdown finish it first.
  */
 export class Notifier {
   private unsubscribe: (() => void) | undefined;
   private timer: NodeJS.Timeout | undefined;
   private queue: Promise<void> = Promise.resolve();
   private readonly sends: SerialPass;
+  private readonly rules: SerialPass;
 
   constructor(
     private readonly db: Db,
@@ -71,6 +79,10 @@ export class Notifier {
     this.sends = new SerialPass(
       () => this.sendDue(),
       (err) => this.log.error({ err }, "notification delivery pass failed"),
+    );
+    this.rules = new SerialPass(
+      () => this.applyOutbox(),
+      (err) => this.log.warn({ err }, "notification rules pass failed"),
     );
   }
 
@@ -93,23 +105,71 @@ export class Notifier {
   }
 
   /**
-   * Turns the run states this replica writes into deliveries (every replica does, for its own
-   * changes; the (rule, event) key makes a second one harmless).
+   * Turns the outbox into deliveries when this replica writes a state that may alert, and once
+   * at start for what a previous process left (every replica does; the (rule, event) key makes
+   * a second delivery harmless).
    */
   startRules(): void {
+    this.rules.resume();
     this.unsubscribe = changesOf(this.db).subscribe((c, origin) => {
       if (origin !== "local" || c.kind !== "runState") return;
       // Most states (PENDING, RUNNING, a scheduled retry…) alert no one: decided before any query.
-      const candidate = candidateEvent(c.stateType, c.stateName);
-      if (!candidate) return;
-      this.queue = this.queue
-        .then(() => this.onRun(c, candidate))
-        .catch((err: unknown) => this.log.warn({ err }, "notification rule failed"));
+      if (candidateEvent(c.stateType, c.stateName)) this.rules.kick();
     });
+    this.rules.kick();
   }
 
   stopRules(): void {
     this.unsubscribe?.();
+    this.rules.stop();
+  }
+
+  /**
+   * Shutdown: turns what the outbox holds into deliveries, for at most `timeoutMs` (what is
+   * left then stays in the outbox for the next start). Call after `stopRules` and once no more
+   * state changes arrive.
+   */
+  async drain(timeoutMs = 5_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    try {
+      const left = await this.applyOutbox(deadline);
+      if (left) this.log.warn({ left }, "shutdown: alerts left in the outbox for the next start");
+    } catch (err) {
+      this.log.warn({ err }, "shutdown: could not drain the alert outbox");
+    }
+  }
+
+  /**
+   * Turns outbox rows into deliveries, oldest first, and deletes them. A row that fails is
+   * logged with its id and kept for the next pass; it never stops the others. Returns how many
+   * rows were left when `deadline` (a time in ms) cut the pass short.
+   */
+  private async applyOutbox(deadline = Number.POSITIVE_INFINITY): Promise<number> {
+    const failed = new Set<string>();
+    for (;;) {
+      const rows = await this.db.notificationOutbox.findMany({
+        where: failed.size ? { id: { notIn: [...failed] } } : {},
+        orderBy: { createdAt: "asc" },
+        take: OUTBOX_BATCH,
+      });
+      const done: string[] = [];
+      for (const [i, row] of rows.entries()) {
+        if (Date.now() > deadline) {
+          await this.db.notificationOutbox.deleteMany({ where: { id: { in: done } } });
+          return rows.length - i;
+        }
+        const candidate = candidateEvent(row.stateType, row.stateName);
+        try {
+          if (candidate) await this.onRun(row, candidate);
+          done.push(row.id);
+        } catch (err) {
+          failed.add(row.id);
+          this.log.warn({ err, outboxId: row.id, flowRunId: row.flowRunId }, "notification rule failed; will retry");
+        }
+      }
+      if (done.length) await this.db.notificationOutbox.deleteMany({ where: { id: { in: done } } });
+      if (rows.length < OUTBOX_BATCH) return 0;
+    }
   }
 
   /** Sends deliveries and checks for long-running runs (one replica does: the leader). */
@@ -124,6 +184,8 @@ export class Notifier {
       this.queue = this.queue
         .then(() => this.longRunning())
         .catch((err: unknown) => this.log.warn({ err }, "long-running check failed"));
+      // A safety net: outbox rows whose pass failed, or that another replica's crash left.
+      this.rules.kick();
       this.kick();
     }, this.options.tickMs ?? 5_000);
     this.timer.unref();
