@@ -138,6 +138,8 @@ export function buildProgram(): Command {
     .option("--metrics-public", "serve GET /metrics without a token (for a Prometheus scraper on a private network)")
     .option("--scheduler-interval <duration>", "time between scheduler passes", "5s")
     .option("--scheduler-horizon <duration>", "how far ahead scheduled runs are created", "1h")
+    .option("--trigger-max-depth <n>", "longest chain of runs started by triggers (a longer one is refused)", "10")
+    .option("--trigger-rate <n>", "firings per trigger per minute (more are refused)", "60")
     .option(...RETENTION_OPTION)
     .action(async (flags) => {
       const f = parseFlags(
@@ -154,6 +156,8 @@ export function buildProgram(): Command {
           metricsPublic: z.boolean().optional(),
           schedulerInterval: DurationFlag,
           schedulerHorizon: DurationFlag,
+          triggerMaxDepth: z.coerce.number().int().min(1).max(1000),
+          triggerRate: z.coerce.number().int().min(1).max(1_000_000),
           retention: RetentionFlag,
         }),
         flags,
@@ -176,6 +180,7 @@ export function buildProgram(): Command {
         scheduler: { intervalMs: Math.max(100, f.schedulerInterval), horizonMs: f.schedulerHorizon },
         ...(f.webUrl ? { webUrl: f.webUrl } : {}),
         metricsPublic: !!f.metricsPublic,
+        triggerLimits: { maxDepth: f.triggerMaxDepth, perMinute: f.triggerRate },
       });
       process.stdout.write(`Ferry control plane listening on ${cp.url}\n`);
       if (cp.bootstrapToken) {
@@ -646,8 +651,9 @@ export function buildProgram(): Command {
                 : `${t.source} ${t.states.join("/")}`,
           active: t.active ? "yes" : "paused",
           "last fired": t.lastFiredAt ?? "-",
+          "last refused": t.lastRefusedAt ? `${t.lastRefusedAt}: ${t.lastRefusal ?? ""}` : "-",
         })),
-        ["id", "deployment", "on", "active", "last fired"],
+        ["id", "deployment", "on", "active", "last fired", "last refused"],
       );
     });
   for (const verb of ["pause", "resume", "rm"] as const) {

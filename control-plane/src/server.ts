@@ -28,7 +28,7 @@ import { SESSION_COOKIE } from "./routers/auth.ts";
 import { HOOK_PATH } from "./routers/triggers.ts";
 import { Scheduler, type SchedulerOptions } from "./scheduler.ts";
 import { TagSlots } from "./slots.ts";
-import { TriggerEngine } from "./triggers.ts";
+import { TriggerEngine, type TriggerLimits } from "./triggers.ts";
 import { type CreatedToken, createWorkspace, sessionKey } from "./workspace.ts";
 
 export const SERVER_VERSION = "0.1.0";
@@ -61,6 +61,8 @@ export interface ControlPlaneOptions {
    * every workspace of the installation, which only its operator may see.
    */
   metricsPublic?: boolean;
+  /** Bounds on chains of triggered runs and on each trigger's firings (defaults: DEFAULT_TRIGGER_LIMITS). */
+  triggerLimits?: Partial<TriggerLimits>;
 }
 
 export interface ControlPlane {
@@ -122,7 +124,9 @@ async function start(database: OpenDatabase, metrics: ControlPlaneMetrics, optio
     options.scheduler,
   );
   const backfiller = new Backfiller(db, params, () => dispatcher.kick(), logger.child({ component: "backfills" }));
-  const triggers = new TriggerEngine(db, params, () => dispatcher.kick(), logger.child({ component: "triggers" }));
+  const triggers = new TriggerEngine(db, params, () => dispatcher.kick(), logger.child({ component: "triggers" }), {
+    ...(options.triggerLimits ? { limits: options.triggerLimits } : {}),
+  });
   const notifier = new Notifier(db, logger.child({ component: "notifications" }), {
     ...(options.webUrl ? { webUrl: options.webUrl } : {}),
     onDelivery: (outcome) => metrics.notificationDeliveries.inc({ outcome }),
@@ -178,6 +182,7 @@ async function start(database: OpenDatabase, metrics: ControlPlaneMetrics, optio
         const result = await triggers.webhook(c.req.param("id"), secret, payload, key);
         if (result.status === "unknown") return c.json({ error: "unknown webhook or wrong secret" }, 401);
         if (result.status === "paused") return c.json({ error: "this trigger is paused" }, 409);
+        if (result.status === "refused") return c.json({ error: `refused: ${result.reason}` }, 429);
         return c.json({ runId: result.run?.id ?? null, created: result.created }, result.created ? 201 : 200);
       } catch (err) {
         if (err instanceof DomainError) return c.json({ error: err.message, issues: err.issues }, 422);
