@@ -141,8 +141,8 @@ export class Notifier {
 
   /**
    * Turns outbox rows into deliveries, oldest first, and deletes them. A row that fails is
-   * logged with its id and kept for the next pass; it never stops the others. Returns how many
-   * rows were left when `deadline` (a time in ms) cut the pass short.
+   * logged with its id and kept for the next pass; it never stops the others. Returns 0, or when
+   * `deadline` (a time in ms) cut the pass short, how many rows of the batch in hand were left.
    */
   private async applyOutbox(deadline = Number.POSITIVE_INFINITY): Promise<number> {
     const failed = new Set<string>();
@@ -199,7 +199,7 @@ export class Notifier {
     clearInterval(this.timer);
   }
 
-  /** Waits for the rules queued so far (tests). */
+  /** Waits for the long-running checks queued so far (tests); rules run from the outbox (`drain`). */
   idle(): Promise<void> {
     return this.queue;
   }
