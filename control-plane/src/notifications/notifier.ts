@@ -126,16 +126,32 @@ export class Notifier {
 
   /**
    * Shutdown: turns what the outbox holds into deliveries, for at most `timeoutMs` (what is
-   * left then stays in the outbox for the next start). Call after `stopRules` and once no more
-   * state changes arrive.
+   * left then stays in the outbox for the next start). Call after `stopRules`, once no new
+   * reports are taken. Reports already being applied still commit states: the drain goes on
+   * until no state that may alert has been written for `quietMs`.
    */
-  async drain(timeoutMs = 5_000): Promise<void> {
+  async drain(timeoutMs = 5_000, quietMs = 250): Promise<void> {
     const deadline = Date.now() + timeoutMs;
+    let lastChange = Date.now();
+    const unsubscribe = changesOf(this.db).subscribe((c, origin) => {
+      if (origin === "local" && c.kind === "runState" && candidateEvent(c.stateType, c.stateName)) lastChange = Date.now();
+    });
     try {
-      const left = await this.applyOutbox(deadline);
-      if (left) this.log.warn({ left }, "shutdown: alerts left in the outbox for the next start");
+      for (;;) {
+        const passStart = Date.now();
+        const left = await this.applyOutbox(deadline);
+        // Quiet since before this pass began: every state written is in the outbox it read.
+        if (!left && lastChange < passStart && Date.now() - lastChange >= quietMs) return;
+        if (left || Date.now() >= deadline) {
+          this.log.warn({ left }, "shutdown: alerts left in the outbox for the next start");
+          return;
+        }
+        await new Promise((r) => setTimeout(r, Math.min(50, quietMs)));
+      }
     } catch (err) {
       this.log.warn({ err }, "shutdown: could not drain the alert outbox");
+    } finally {
+      unsubscribe();
     }
   }
 
