@@ -337,26 +337,43 @@ export class Notifier {
         ? { runningSeconds: Math.round((now.getTime() - run.startTime.getTime()) / 1000) }
         : {}),
     };
+    const alertJson = JSON.stringify({ ...alert, at: alert.at.toISOString() });
+    const row = (rule: { id: string; channelId: string }) => ({
+      id: newId(),
+      workspaceId: run.workspaceId,
+      ruleId: rule.id,
+      channelId: rule.channelId,
+      flowRunId: run.id,
+      event,
+      eventKey: key,
+      alertJson,
+      nextAttemptAt: now,
+    });
+    // One read and one insert per event, not one per rule: a recovery after a crash or a drain
+    // at shutdown writes every rule's delivery in bounded time. (rule, key) is unique: rules
+    // that already have this event are left out.
+    const have = new Set(
+      (
+        await this.db.notificationDelivery.findMany({
+          where: { eventKey: key, ruleId: { in: rules.map((r) => r.id) } },
+          select: { ruleId: true },
+        })
+      ).map((d) => d.ruleId),
+    );
+    const missing = rules.filter((r) => !have.has(r.id));
     let queued = 0;
-    for (const rule of rules) {
-      try {
-        await this.db.notificationDelivery.create({
-          data: {
-            id: newId(),
-            workspaceId: run.workspaceId,
-            ruleId: rule.id,
-            channelId: rule.channelId,
-            flowRunId: run.id,
-            event,
-            eventKey: key,
-            alertJson: JSON.stringify({ ...alert, at: alert.at.toISOString() }),
-            nextAttemptAt: now,
-          },
-        });
-        queued++;
-      } catch (err) {
-        // (rule, key) is unique: this event was already queued for this rule.
-        if ((err as { code?: string }).code !== "P2002") throw err;
+    try {
+      if (missing.length) queued = (await this.db.notificationDelivery.createMany({ data: missing.map(row) })).count;
+    } catch (err) {
+      if ((err as { code?: string }).code !== "P2002") throw err;
+      // Another replica queued some of them meanwhile: one at a time, skipping those.
+      for (const rule of missing) {
+        try {
+          await this.db.notificationDelivery.create({ data: row(rule) });
+          queued++;
+        } catch (err) {
+          if ((err as { code?: string }).code !== "P2002") throw err;
+        }
       }
     }
     if (queued) this.kick();
