@@ -250,6 +250,7 @@ export class TriggerEngine {
     for (const t of triggers) {
       const runs = await this.db.flowRun.findMany({
         where: {
+          workspaceId: t.workspaceId,
           deploymentId: t.sourceDeploymentId,
           stateType: { in: parseStrings(t.statesJson) },
           stateTimestamp: { gte: since },
