@@ -95,7 +95,11 @@ for (const provider of PROVIDERS) {
       // The agent reconnects and reports the rest; the run ends one way or another.
       await waitUntil(
         "the parent run ends",
-        async () => ["COMPLETED", "FAILED", "CRASHED"].includes((await t.victim.api.runs.get.query({ id: parent.id })).stateType),
+        async () =>
+          // A connection kept alive to the killed process may fail once: asked again.
+          ["COMPLETED", "FAILED", "CRASHED"].includes(
+            (await t.victim.api.runs.get.query({ id: parent.id }).catch(() => ({ stateType: "?" }))).stateType,
+          ),
         90_000,
       );
       const failed = await failedChildren(t, parent.id);
