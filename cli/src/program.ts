@@ -215,6 +215,8 @@ export function buildProgram(): Command {
     )
     .option("--scheduler-interval <duration>", "time between scheduler passes", "5s")
     .option("--scheduler-horizon <duration>", "how far ahead scheduled runs are created", "1h")
+    .option("--trigger-max-depth <n>", "longest chain of runs started by triggers (a longer one is refused)", "10")
+    .option("--trigger-rate <n>", "firings per trigger per minute (more are refused)", "60")
     .option(...RETENTION_OPTION)
     .option(
       "--quota <name=value>",
@@ -238,6 +240,8 @@ export function buildProgram(): Command {
           egressAllow: z.array(z.string().min(1).max(300)).optional(),
           schedulerInterval: DurationFlag,
           schedulerHorizon: DurationFlag,
+          triggerMaxDepth: z.coerce.number().int().min(1).max(1000),
+          triggerRate: z.coerce.number().int().min(1).max(1_000_000),
           retention: RetentionFlag,
           quota: z.array(z.string().max(200)).max(50).optional(),
           secretKeyFile: z.string().min(1).optional(),
@@ -274,6 +278,7 @@ export function buildProgram(): Command {
           ...secretKeySourcesFromEnv(),
           ...(f.secretKeyFile ? { keyFile: resolve(f.secretKeyFile) } : {}),
         },
+        triggerLimits: { maxDepth: f.triggerMaxDepth, perMinute: f.triggerRate },
       });
       process.stdout.write(`Ferry control plane listening on ${cp.url}\n`);
       if (cp.bootstrapToken) {
@@ -785,8 +790,9 @@ export function buildProgram(): Command {
                 : `${t.source} ${t.states.join("/")}`,
           active: t.active ? "yes" : "paused",
           "last fired": t.lastFiredAt ?? "-",
+          "last refused": t.lastRefusedAt ? `${t.lastRefusedAt}: ${t.lastRefusal ?? ""}` : "-",
         })),
-        ["id", "deployment", "on", "active", "last fired"],
+        ["id", "deployment", "on", "active", "last fired", "last refused"],
       );
     });
   for (const verb of ["pause", "resume", "rm"] as const) {

@@ -38,12 +38,14 @@ import {
   secretKeySourcesFromEnv,
 } from "./secrets.ts";
 import { TagSlots } from "./slots.ts";
-import { TriggerEngine } from "./triggers.ts";
+import { TriggerEngine, type TriggerLimits } from "./triggers.ts";
 import { type CreatedToken, createWorkspace } from "./workspace.ts";
 
 export const SERVER_VERSION = "0.1.0";
 /** Largest webhook body accepted. */
 const HOOK_BODY_BYTES = 256 * 1024;
+/** On close, the longest wait for queued alerts to become deliveries (the rest waits in the outbox for the next start). */
+const ALERT_DRAIN_MS = 5_000;
 
 export interface ControlPlaneOptions {
   databaseUrl: string;
@@ -83,6 +85,8 @@ export interface ControlPlaneOptions {
    * `.ferry/` on PostgreSQL). See secrets.ts.
    */
   secretKeys?: SecretKeySources;
+  /** Bounds on chains of triggered runs and on each trigger's firings (defaults: DEFAULT_TRIGGER_LIMITS). */
+  triggerLimits?: Partial<TriggerLimits>;
 }
 
 export interface ControlPlane {
@@ -156,7 +160,9 @@ async function start(database: OpenDatabase, metrics: ControlPlaneMetrics, optio
     options.scheduler,
   );
   const backfiller = new Backfiller(db, params, () => dispatcher.kick(), logger.child({ component: "backfills" }));
-  const triggers = new TriggerEngine(db, params, () => dispatcher.kick(), logger.child({ component: "triggers" }));
+  const triggers = new TriggerEngine(db, params, () => dispatcher.kick(), logger.child({ component: "triggers" }), {
+    ...(options.triggerLimits ? { limits: options.triggerLimits } : {}),
+  });
   const egress = egressPolicy(options.egress);
   if (egress.allowPrivate || egress.allowCidrs.length || egress.allowHosts.length)
     log.warn(
@@ -224,6 +230,7 @@ async function start(database: OpenDatabase, metrics: ControlPlaneMetrics, optio
         const result = await triggers.webhook(c.req.param("id"), secret, payload, key);
         if (result.status === "unknown") return c.json({ error: "unknown webhook or wrong secret" }, 401);
         if (result.status === "paused") return c.json({ error: "this trigger is paused" }, 409);
+        if (result.status === "refused") return c.json({ error: `refused: ${result.reason}` }, 429);
         return c.json({ runId: result.run?.id ?? null, created: result.created }, result.created ? 201 : 200);
       } catch (err) {
         if (err instanceof DomainError) {
@@ -361,6 +368,8 @@ async function start(database: OpenDatabase, metrics: ControlPlaneMetrics, optio
       dispatcher.stop();
       await retention.stop();
       await hub.close();
+      // No agent reports any more: the alerts of the states already written become deliveries.
+      await notifier.drain(ALERT_DRAIN_MS);
       await relay?.stop();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());

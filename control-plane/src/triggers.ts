@@ -7,7 +7,7 @@ import { changesOf } from "./changes.ts";
 import { DomainError } from "./errors.ts";
 import { parseObject, parseStrings } from "./json.ts";
 import type { Logger } from "./logger.ts";
-import { createFlowRun } from "./orchestration/create-run.ts";
+import { createFlowRun, type Lineage } from "./orchestration/create-run.ts";
 import type { ParamsValidator } from "./params.ts";
 
 /** Webhook secrets start with this (easy to recognise in a leak scan). */
@@ -71,6 +71,51 @@ function runEvent(run: FlowRun, deploymentName: string | null) {
 }
 
 const SWEEP_WINDOW_MS = 15 * 60_000;
+/** Child flow runs above a run (they run in their root's process and carry no lineage of their own). */
+const MAX_CHILD_DEPTH = 20;
+const RATE_WINDOW_MS = 60_000;
+
+/**
+ * What bounds chains of triggered runs (a trigger that starts a run whose event fires a
+ * trigger…). A run a trigger starts records the chain of triggers that led to it; a firing is
+ * refused when the chain would get longer than `maxDepth`, when its trigger is already in the
+ * chain (a cycle: ping→pong→ping, or an event trigger that starts its own publisher), or when
+ * the trigger has fired `perMinute` times in the current minute (a fixed window kept on the
+ * trigger's row, so every replica counts against the same limit).
+ */
+export interface TriggerLimits {
+  /** Longest chain: a webhook's run or a run started by an untriggered run is at depth 1. */
+  maxDepth: number;
+  /** Firings of one trigger per minute. */
+  perMinute: number;
+}
+
+/**
+ * Ten links is more than any pipeline we know of chains on purpose; 60 firings a minute lets a
+ * trigger follow a busy source (one run a second) while a runaway costs at most that.
+ */
+export const DEFAULT_TRIGGER_LIMITS: TriggerLimits = { maxDepth: 10, perMinute: 60 };
+
+/** Where a firing comes from: the run whose state or event fired it (none for a webhook) and that run's chain. */
+interface Source {
+  runId: string | null;
+  chain: readonly string[];
+}
+
+/** The outcome of a firing: a run (new or, for a key already used, the first one), or a refusal. */
+export type Firing = { run: FlowRun; created: boolean } | { refused: string };
+
+/** Why a firing from `source` must not happen (chain too deep, a cycle), or null. */
+export function lineageRefusal(trigger: Pick<Trigger, "id" | "name">, source: Source, maxDepth: number): string | null {
+  const from = source.runId ? `run ${source.runId}` : "a webhook call";
+  if (source.chain.includes(trigger.id)) {
+    return `a cycle: trigger "${trigger.name}" already started a run in the chain that led to ${from} (${source.chain.length} trigger(s) deep)`;
+  }
+  if (source.chain.length + 1 > maxDepth) {
+    return `chain too deep: ${from} is ${source.chain.length} trigger(s) deep and the limit is ${maxDepth} (ferry server start --trigger-max-depth)`;
+  }
+  return null;
+}
 
 /** The event key of a run entering a state in one attempt: a trigger fires once per key. */
 function runKey(flowRunId: string, stateType: string, attempt: number): string {
@@ -93,13 +138,19 @@ export class TriggerEngine {
   private timer: NodeJS.Timeout | undefined;
   private queue: Promise<void> = Promise.resolve();
 
+  private readonly sweepMs: number;
+  private readonly limits: TriggerLimits;
+
   constructor(
     private readonly db: Db,
     private readonly params: ParamsValidator,
     private readonly onCreated: () => void,
     private readonly log: Logger,
-    private readonly sweepMs = 30_000,
-  ) {}
+    options: { sweepMs?: number; limits?: Partial<TriggerLimits> } = {},
+  ) {
+    this.sweepMs = options.sweepMs ?? 30_000;
+    this.limits = { ...DEFAULT_TRIGGER_LIMITS, ...options.limits };
+  }
 
   /**
    * Listens for run states on this replica (each replica fires for the runs it changed; the
@@ -157,8 +208,8 @@ export class TriggerEngine {
       )
     ).filter((t) => parseStrings(t.statesJson).includes(c.stateType));
     if (!triggers.length) return;
-    const run = await this.db.flowRun.findUnique({
-      where: { id: c.flowRunId },
+    const run = await this.db.flowRun.findFirst({
+      where: { id: c.flowRunId, workspaceId: c.workspaceId },
       include: { deployment: { select: { name: true } } },
     });
     if (!run) return;
@@ -166,7 +217,25 @@ export class TriggerEngine {
       { ...run, stateType: c.stateType, stateName: c.stateName, attempt: c.attempt },
       run.deployment?.name ?? null,
     );
-    for (const t of triggers) await this.fire(t, event, runKey(c.flowRunId, c.stateType, c.attempt));
+    const source = await this.sourceOf(run);
+    for (const t of triggers) await this.fire(t, event, runKey(c.flowRunId, c.stateType, c.attempt), source);
+  }
+
+  /**
+   * The lineage a run passes on: its own chain, or its root's for a child flow run (children
+   * run in their root's process, so an event a child publishes belongs to the root's chain).
+   */
+  private async sourceOf(run: Pick<FlowRun, "id" | "workspaceId" | "parentFlowRunId" | "triggerChainJson">): Promise<Source> {
+    let root = run;
+    for (let depth = 0; root.parentFlowRunId && depth < MAX_CHILD_DEPTH; depth++) {
+      const parent = await this.db.flowRun.findFirst({
+        where: { id: root.parentFlowRunId, workspaceId: run.workspaceId },
+        select: { id: true, workspaceId: true, parentFlowRunId: true, triggerChainJson: true },
+      });
+      if (!parent) break;
+      root = parent;
+    }
+    return { runId: run.id, chain: parseStrings(root.triggerChainJson) };
   }
 
   /**
@@ -181,6 +250,7 @@ export class TriggerEngine {
     for (const t of triggers) {
       const runs = await this.db.flowRun.findMany({
         where: {
+          workspaceId: t.workspaceId,
           deploymentId: t.sourceDeploymentId,
           stateType: { in: parseStrings(t.statesJson) },
           stateTimestamp: { gte: since },
@@ -197,30 +267,55 @@ export class TriggerEngine {
       const done = new Set(used.map((u) => u.idempotencyKey));
       for (const run of runs) {
         if (done.has(keyOf(run))) continue;
+        const source = { runId: run.id, chain: parseStrings(run.triggerChainJson) };
+        // Refused when its state was announced (and recorded then): not again every sweep.
+        if (lineageRefusal(t, source, this.limits.maxDepth)) continue;
         const outcome = await this.fire(
           t,
           runEvent(run, run.deployment?.name ?? null),
           runKey(run.id, run.stateType, run.attempt),
+          source,
         );
-        if (outcome?.created) fired++;
+        if (outcome && "created" in outcome && outcome.created) fired++;
       }
     }
     return fired;
   }
 
   /**
-   * Starts the trigger's deployment for an event; `key` makes it once per event: a second
-   * call with the same key returns the first run, `created: false`. Null: the deployment is gone.
+   * Starts the trigger's deployment for an event from `source`; `key` makes it once per event:
+   * a second call with the same key returns the first run, `created: false`. A chain too deep,
+   * a cycle or the rate limit refuses it, with the reason recorded on the trigger (`lastRefusal`)
+   * and logged. Null: the deployment is gone.
    */
-  async fire(trigger: Trigger, event: unknown, key: string): Promise<{ run: FlowRun; created: boolean } | null> {
-    const deployment = await this.db.deployment.findUnique({ where: { id: trigger.deploymentId } });
+  async fire(trigger: Trigger, event: unknown, key: string, source: Source): Promise<Firing | null> {
+    const deployment = await this.db.deployment.findFirst({
+      where: { id: trigger.deploymentId, workspaceId: trigger.workspaceId },
+    });
     if (!deployment) return null;
+    const idempotencyKey = triggerKey(trigger, key);
+    // A replayed event returns its run before any limit is looked at (a replay is no new firing).
+    const earlier = await this.db.flowRun.findUnique({
+      where: { workspaceId_idempotencyKey: { workspaceId: trigger.workspaceId, idempotencyKey } },
+    });
+    if (earlier) return { run: earlier, created: false };
+    const refusal =
+      lineageRefusal(trigger, source, this.limits.maxDepth) ??
+      ((await this.takeFiring(trigger))
+        ? null
+        : `rate limit: trigger "${trigger.name}" already fired ${this.limits.perMinute} times this minute (ferry server start --trigger-rate)`);
+    if (refusal) {
+      await this.refuse(trigger, refusal, source);
+      return { refused: refusal };
+    }
+    const lineage: Lineage = { triggerId: trigger.id, fromRunId: source.runId, chain: [...source.chain, trigger.id] };
     try {
       const outcome = await createFlowRun(this.db, this.params, {
         workspaceId: trigger.workspaceId,
         deployment,
         parameters: triggerParameters(trigger, event),
-        idempotencyKey: triggerKey(trigger, key),
+        idempotencyKey,
+        lineage,
       });
       if (outcome.created) {
         await this.db.trigger.update({ where: { id: trigger.id }, data: { lastFiredAt: new Date() } });
@@ -240,6 +335,44 @@ export class TriggerEngine {
   }
 
   /**
+   * Counts a firing in the trigger's current minute; false when the minute is full. Each
+   * statement is atomic, so replicas firing the same trigger share one count (two replicas
+   * opening a new window at the same instant may each count one firing more).
+   */
+  private async takeFiring(trigger: Pick<Trigger, "id" | "workspaceId">): Promise<boolean> {
+    const now = new Date();
+    const windowOpen = new Date(now.getTime() - RATE_WINDOW_MS);
+    const inWindow = await this.db.trigger.updateMany({
+      where: {
+        id: trigger.id,
+        workspaceId: trigger.workspaceId,
+        windowStartedAt: { gt: windowOpen },
+        windowFirings: { lt: this.limits.perMinute },
+      },
+      data: { windowFirings: { increment: 1 } },
+    });
+    if (inWindow.count) return true;
+    const opened = await this.db.trigger.updateMany({
+      where: {
+        id: trigger.id,
+        workspaceId: trigger.workspaceId,
+        OR: [{ windowStartedAt: null }, { windowStartedAt: { lte: windowOpen } }],
+      },
+      data: { windowStartedAt: now, windowFirings: 1 },
+    });
+    return opened.count === 1;
+  }
+
+  /** Records a refused firing where its owner sees it (`ferry trigger ls`, the triggers API) and logs it. */
+  private async refuse(trigger: Pick<Trigger, "id" | "workspaceId">, reason: string, source: Source): Promise<void> {
+    this.log.warn({ triggerId: trigger.id, fromRunId: source.runId, reason }, "trigger firing refused");
+    await this.db.trigger.updateMany({
+      where: { id: trigger.id, workspaceId: trigger.workspaceId },
+      data: { lastRefusal: reason.slice(0, 1000), lastRefusedAt: new Date() },
+    });
+  }
+
+  /**
    * Events a flow published (emitEvent), applied from an agent's report: each fires the
    * workspace's active event triggers of that name, once per event id (the agent replays a
    * report it has no acknowledgement for, and the acknowledgement waits for this).
@@ -252,17 +385,20 @@ export class TriggerEngine {
     });
     if (!triggers.length) return;
     for (const e of events) {
-      const run = await this.db.flowRun.findUnique({
-        where: { id: e.flowRunId },
+      // The publishing run of this workspace only (ids come from an agent).
+      const run = await this.db.flowRun.findFirst({
+        where: { id: e.flowRunId, workspaceId },
         include: { deployment: { select: { name: true } } },
       });
       const event = {
         event: { name: e.name, payload: e.payload, at: e.timestamp, taskRunId: e.taskRunId ?? null },
         ...(run ? runEvent(run, run.deployment?.name ?? null) : {}),
       };
+      // The runs an event starts inherit the publishing run's lineage.
+      const source = run ? await this.sourceOf(run) : { runId: null, chain: [] };
       for (const t of triggers.filter((t) => t.eventName === e.name)) {
         try {
-          await this.fire(t, event, `event:${e.eventId}`);
+          await this.fire(t, event, `event:${e.eventId}`, source);
         } catch (err) {
           // A trigger whose parameters do not fit must not make the agent's report fail forever.
           this.log.warn({ err, triggerId: t.id, event: e.name }, "event trigger did not start a run");
@@ -277,7 +413,9 @@ export class TriggerEngine {
     if (trigger?.kind !== "webhook" || !hookSecretMatches(secret, trigger.secretHash)) return { status: "unknown" as const };
     if (!trigger.active) return { status: "paused" as const };
     const key = idempotencyKey ? `hook:${idempotencyKey}` : `hook:${randomBytes(12).toString("base64url")}`;
-    const outcome = await this.fire(trigger, { payload }, key);
+    // A webhook call starts a new lineage: its run is at depth 1.
+    const outcome = await this.fire(trigger, { payload }, key, { runId: null, chain: [] });
+    if (outcome && "refused" in outcome) return { status: "refused" as const, reason: outcome.refused };
     return { status: "ok" as const, run: outcome?.run ?? null, created: outcome?.created ?? false };
   }
 }

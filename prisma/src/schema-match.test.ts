@@ -436,6 +436,22 @@ async function roundTripEveryModel(db: Db): Promise<string[]> {
     db.log.create({ data: { ...common, flowRunId: "run_1", attempt: 0, seq: 1, level: "INFO", message: "dup", timestamp: at } }),
     (error: { code?: string }) => error.code === "P2002",
   );
+  // The alert outbox has no foreign keys (it is written on the state-change hot path): a row
+  // lives until the notifier has turned it into deliveries.
+  await db.notificationOutbox.create({
+    data: {
+      id: "outbox_1",
+      ...common,
+      flowRunId: "run_1",
+      deploymentId: null,
+      stateType: "FAILED",
+      stateName: "Failed",
+      attempt: 1,
+      createdAt: at,
+    },
+  });
+  assert.equal((await db.notificationOutbox.findUniqueOrThrow({ where: { id: "outbox_1" } })).createdAt.getTime(), at.getTime());
+  await db.notificationOutbox.delete({ where: { id: "outbox_1" } });
   // Foreign keys: SET NULL, then CASCADE from the workspace down to every dependent row.
   await db.deployment.delete({ where: { id: "dep_1" } });
   const orphan = await db.flowRun.findUniqueOrThrow({ where: { id: "run_1" } });
@@ -466,6 +482,7 @@ async function roundTripEveryModel(db: Db): Promise<string[]> {
   assert.equal(await db.setting.count(), 1);
 
   return [
+    "NotificationOutbox",
     "NotificationChannel",
     "NotificationRule",
     "NotificationDelivery",
@@ -590,15 +607,16 @@ describe("SQLite", () => {
   });
 
   test("a failing migration is rolled back, not recorded, and blocks start-up until fixed", async () => {
+    // The broken migration sorts after every real one, so they all apply before it fails.
     const db = freshDatabase();
     try {
-      const broken = "20261127000000_broken";
+      const broken = "99991231000000_broken";
       const dir = migrationsWith("sqlite", {
         [broken]: 'CREATE TABLE "Half" ("id" TEXT NOT NULL PRIMARY KEY);\nINSERT INTO "NoSuchTable" VALUES (1);\n',
       });
       await assert.rejects(
         migrate({ provider: "sqlite", database: db, migrationsDir: dir }),
-        /20261127000000_broken failed: no such table/,
+        /99991231000000_broken failed: no such table/,
       );
       assert.equal(db.prepare("SELECT count(*) FROM sqlite_master WHERE name = 'Half'").pluck().get(), 0);
       assert.deepEqual(db.prepare("SELECT migration_name FROM _prisma_migrations").pluck().all(), ALL);
@@ -833,13 +851,13 @@ describe("PostgreSQL", () => {
     if (!url) return;
     const client = await connect(url);
     try {
-      const broken = "20261127000000_broken";
+      const broken = "99991231000000_broken";
       const dir = migrationsWith("postgresql", {
         [broken]: 'CREATE TABLE "Half" ("id" TEXT NOT NULL);\nINSERT INTO "NoSuchTable" VALUES (1);\n',
       });
       await assert.rejects(
         migrate({ provider: "postgresql", client, migrationsDir: dir }),
-        /20261127000000_broken failed: relation "NoSuchTable" does not exist/,
+        /99991231000000_broken failed: relation "NoSuchTable" does not exist/,
       );
       assert.equal((await client.query("SELECT to_regclass('\"Half\"') AS t")).rows[0].t, null);
       assert.deepEqual(

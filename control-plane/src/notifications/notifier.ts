@@ -20,6 +20,8 @@ import {
 
 /** Attempts before a delivery is given up (FAILED). */
 export const MAX_DELIVERY_ATTEMPTS = 8;
+/** Outbox rows turned into deliveries per query. */
+const OUTBOX_BATCH = 200;
 const SEND_TIMEOUT_MS = 10_000;
 const PARALLEL_SENDS = 4;
 
@@ -64,12 +66,18 @@ export async function channelOf(
  * with retries and backoff. Deliveries are keyed (rule, event key), so an event seen twice
  * (a replay, two control planes) notifies once. Sending never runs on the scheduler's or the
  * dispatcher's path, and a channel that is down only delays its own deliveries.
+ *
+ * A run state that may alert reaches the rules through NotificationOutbox, a row written in the
+ * state change's own transaction (flow-run-sql.ts): the change feed only wakes the pass that
+ * reads it, so a crash between the commit and the deliveries loses nothing (the next start
+ * finishes the job), and `drain` lets a shutdown finish it first.
  */
 export class Notifier {
   private unsubscribe: (() => void) | undefined;
   private timer: NodeJS.Timeout | undefined;
   private queue: Promise<void> = Promise.resolve();
   private readonly sends: SerialPass;
+  private readonly rules: SerialPass;
 
   constructor(
     private readonly db: Db,
@@ -89,6 +97,10 @@ export class Notifier {
     this.sends = new SerialPass(
       () => this.sendDue(),
       (err) => this.log.error({ err }, "notification delivery pass failed"),
+    );
+    this.rules = new SerialPass(
+      () => this.applyOutbox(),
+      (err) => this.log.warn({ err }, "notification rules pass failed"),
     );
   }
 
@@ -116,23 +128,87 @@ export class Notifier {
   }
 
   /**
-   * Turns the run states this replica writes into deliveries (every replica does, for its own
-   * changes; the (rule, event) key makes a second one harmless).
+   * Turns the outbox into deliveries when this replica writes a state that may alert, and once
+   * at start for what a previous process left (every replica does; the (rule, event) key makes
+   * a second delivery harmless).
    */
   startRules(): void {
+    this.rules.resume();
     this.unsubscribe = changesOf(this.db).subscribe((c, origin) => {
       if (origin !== "local" || c.kind !== "runState") return;
       // Most states (PENDING, RUNNING, a scheduled retry…) alert no one: decided before any query.
-      const candidate = candidateEvent(c.stateType, c.stateName);
-      if (!candidate) return;
-      this.queue = this.queue
-        .then(() => this.onRun(c, candidate))
-        .catch((err: unknown) => this.log.warn({ err }, "notification rule failed"));
+      if (candidateEvent(c.stateType, c.stateName)) this.rules.kick();
     });
+    this.rules.kick();
   }
 
   stopRules(): void {
     this.unsubscribe?.();
+    this.rules.stop();
+  }
+
+  /**
+   * Shutdown: turns what the outbox holds into deliveries, for at most `timeoutMs` (what is
+   * left then stays in the outbox for the next start). Call after `stopRules`, once no new
+   * reports are taken. Reports already being applied still commit states: the drain goes on
+   * until no state that may alert has been written for `quietMs`.
+   */
+  async drain(timeoutMs = 5_000, quietMs = 250): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    let lastChange = Date.now();
+    const unsubscribe = changesOf(this.db).subscribe((c, origin) => {
+      if (origin === "local" && c.kind === "runState" && candidateEvent(c.stateType, c.stateName)) lastChange = Date.now();
+    });
+    try {
+      for (;;) {
+        const passStart = Date.now();
+        const left = await this.applyOutbox(deadline);
+        // Quiet since before this pass began: every state written is in the outbox it read.
+        if (!left && lastChange < passStart && Date.now() - lastChange >= quietMs) return;
+        if (left || Date.now() >= deadline) {
+          this.log.warn({ left }, "shutdown: alerts left in the outbox for the next start");
+          return;
+        }
+        await new Promise((r) => setTimeout(r, Math.min(50, quietMs)));
+      }
+    } catch (err) {
+      this.log.warn({ err }, "shutdown: could not drain the alert outbox");
+    } finally {
+      unsubscribe();
+    }
+  }
+
+  /**
+   * Turns outbox rows into deliveries, oldest first, and deletes them. A row that fails is
+   * logged with its id and kept for the next pass; it never stops the others. Returns 0, or when
+   * `deadline` (a time in ms) cut the pass short, how many rows of the batch in hand were left.
+   */
+  private async applyOutbox(deadline = Number.POSITIVE_INFINITY): Promise<number> {
+    const failed = new Set<string>();
+    for (;;) {
+      const rows = await this.db.notificationOutbox.findMany({
+        where: failed.size ? { id: { notIn: [...failed] } } : {},
+        orderBy: { createdAt: "asc" },
+        take: OUTBOX_BATCH,
+      });
+      const done: string[] = [];
+      for (const [i, row] of rows.entries()) {
+        if (Date.now() > deadline) {
+          await this.db.notificationOutbox.deleteMany({ where: { id: { in: done } } });
+          return rows.length - i;
+        }
+        const candidate = candidateEvent(row.stateType, row.stateName);
+        try {
+          if (candidate) await this.onRun(row, candidate);
+          done.push(row.id);
+        } catch (err) {
+          failed.add(row.id);
+          this.log.warn({ err, outboxId: row.id, flowRunId: row.flowRunId }, "notification rule failed; will retry");
+        }
+      }
+      if (done.length) await this.db.notificationOutbox.deleteMany({ where: { id: { in: done } } });
+      if (rows.length < OUTBOX_BATCH) return 0;
+    }
   }
 
   /** Sends deliveries and checks for long-running runs (one replica does: the leader). */
@@ -147,6 +223,8 @@ export class Notifier {
       this.queue = this.queue
         .then(() => this.longRunning())
         .catch((err: unknown) => this.log.warn({ err }, "long-running check failed"));
+      // A safety net: outbox rows whose pass failed, or that another replica's crash left.
+      this.rules.kick();
       this.kick();
     }, this.options.tickMs ?? 5_000);
     this.timer.unref();
@@ -160,7 +238,7 @@ export class Notifier {
     clearInterval(this.timer);
   }
 
-  /** Waits for the rules queued so far (tests). */
+  /** Waits for the long-running checks queued so far (tests); rules run from the outbox (`drain`). */
   idle(): Promise<void> {
     return this.queue;
   }
@@ -282,26 +360,43 @@ export class Notifier {
         ? { runningSeconds: Math.round((now.getTime() - run.startTime.getTime()) / 1000) }
         : {}),
     };
+    const alertJson = JSON.stringify({ ...alert, at: alert.at.toISOString() });
+    const row = (rule: { id: string; channelId: string }) => ({
+      id: newId(),
+      workspaceId: run.workspaceId,
+      ruleId: rule.id,
+      channelId: rule.channelId,
+      flowRunId: run.id,
+      event,
+      eventKey: key,
+      alertJson,
+      nextAttemptAt: now,
+    });
+    // One read and one insert per event, not one per rule: a recovery after a crash or a drain
+    // at shutdown writes every rule's delivery in bounded time. (rule, key) is unique: rules
+    // that already have this event are left out.
+    const have = new Set(
+      (
+        await this.db.notificationDelivery.findMany({
+          where: { eventKey: key, ruleId: { in: rules.map((r) => r.id) } },
+          select: { ruleId: true },
+        })
+      ).map((d) => d.ruleId),
+    );
+    const missing = rules.filter((r) => !have.has(r.id));
     let queued = 0;
-    for (const rule of rules) {
-      try {
-        await this.db.notificationDelivery.create({
-          data: {
-            id: newId(),
-            workspaceId: run.workspaceId,
-            ruleId: rule.id,
-            channelId: rule.channelId,
-            flowRunId: run.id,
-            event,
-            eventKey: key,
-            alertJson: JSON.stringify({ ...alert, at: alert.at.toISOString() }),
-            nextAttemptAt: now,
-          },
-        });
-        queued++;
-      } catch (err) {
-        // (rule, key) is unique: this event was already queued for this rule.
-        if ((err as { code?: string }).code !== "P2002") throw err;
+    try {
+      if (missing.length) queued = (await this.db.notificationDelivery.createMany({ data: missing.map(row) })).count;
+    } catch (err) {
+      if ((err as { code?: string }).code !== "P2002") throw err;
+      // Another replica queued some of them meanwhile: one at a time, skipping those.
+      for (const rule of missing) {
+        try {
+          await this.db.notificationDelivery.create({ data: row(rule) });
+          queued++;
+        } catch (err) {
+          if ((err as { code?: string }).code !== "P2002") throw err;
+        }
       }
     }
     if (queued) this.kick();

@@ -24,6 +24,16 @@ export interface NewRun {
    * history shows Scheduled then Pending): the run is pushed with no further write.
    */
   assign?: Assignment;
+  /** A run a trigger starts: its lineage (triggers.ts refuses chains too deep and cycles). */
+  lineage?: Lineage;
+}
+
+/** Which trigger started a run, from which run (null for a webhook), and the whole chain of triggers. */
+export interface Lineage {
+  triggerId: string;
+  fromRunId: string | null;
+  /** Trigger ids, first first, ending with `triggerId`; its length is the run's depth. */
+  chain: readonly string[];
 }
 
 export interface Assignment {
@@ -104,6 +114,9 @@ export async function createFlowRun(db: Db, params: ParamsValidator, input: NewR
     scheduledFor: slot?.scheduledFor ?? null,
     dataIntervalStart: slot?.dataIntervalStart ?? null,
     dataIntervalEnd: slot?.dataIntervalEnd ?? null,
+    triggeredById: input.lineage?.triggerId ?? null,
+    triggeringRunId: input.lineage?.fromRunId ?? null,
+    triggerChainJson: JSON.stringify(input.lineage?.chain ?? []),
     createdAt: now,
     updatedAt: now,
   };

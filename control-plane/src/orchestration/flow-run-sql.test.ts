@@ -41,6 +41,9 @@ function newRun(id: string): FlowRun {
     scheduledFor: null,
     dataIntervalStart: null,
     dataIntervalEnd: null,
+    triggeredById: null,
+    triggeringRunId: null,
+    triggerChainJson: "[]",
     createdAt: at,
     updatedAt: at,
   };
@@ -129,6 +132,55 @@ for (const provider of ["sqlite", "postgresql"] as const) {
         assert.equal(requeued, true);
         const again = await db.flowRun.findUniqueOrThrow({ where: { id: "run-2" } });
         assert.deepEqual([again.stateName, again.retryCount, again.agentId], ["AwaitingRetry", 1, null]);
+      },
+    );
+  });
+
+  test(`${provider}: a state that may alert is queued in the outbox with the change, only when a rule wants it`, async (t) => {
+    await withDatabase(
+      provider,
+      (r) => t.skip(r),
+      async (db) => {
+        const sql = sqlOf(db);
+        const failed = (flowRunId: string): Transition => ({
+          flowRunId,
+          expected: { stateType: "SCHEDULED" },
+          changes: { stateType: "FAILED", stateName: "Failed", endTime: at },
+          state: { ...state(flowRunId, `${flowRunId}-failed`, "FAILED", 0), name: "Failed" },
+          alert: { event: "FAILED", deploymentId: null },
+        });
+        for (const id of ["run-a", "run-b", "run-c", "run-d"]) {
+          await insertRunWithStates(sql, newRun(id), [state(id, `${id}-s`, "SCHEDULED", 0)]);
+        }
+        // No rule wants FAILED (one wants CRASHED, one is paused): the change writes no outbox row.
+        await db.notificationChannel.create({
+          data: { id: "ch-1", workspaceId: WS, name: "c", kind: "webhook", configJson: "{}" },
+        });
+        await db.notificationRule.create({
+          data: { id: "rule-1", workspaceId: WS, name: "r1", channelId: "ch-1", eventsJson: '["CRASHED"]' },
+        });
+        await db.notificationRule.create({
+          data: { id: "rule-2", workspaceId: WS, name: "r2", channelId: "ch-1", eventsJson: '["FAILED"]', active: false },
+        });
+        assert.equal(await transitionRun(sql, failed("run-a")), true);
+        assert.equal(await db.notificationOutbox.count(), 0);
+        await db.notificationRule.update({ where: { id: "rule-2" }, data: { active: true } });
+        assert.equal(await transitionRun(sql, failed("run-b")), true);
+        assert.equal(await sql.transaction((tx) => applyTransition(tx, failed("run-c"))), true);
+        // A stale change writes nothing, outbox included.
+        assert.equal(await transitionRun(sql, failed("run-b")), false);
+        const rows = await db.notificationOutbox.findMany({ orderBy: { flowRunId: "asc" } });
+        assert.deepEqual(
+          rows.map((r) => [r.id, r.flowRunId, r.stateType, r.stateName, r.attempt, r.createdAt.toISOString()]),
+          [
+            ["run-b-failed", "run-b", "FAILED", "Failed", 0, new Date(at.getTime() + 1).toISOString()],
+            ["run-c-failed", "run-c", "FAILED", "Failed", 0, new Date(at.getTime() + 1).toISOString()],
+          ],
+        );
+        // Without `alert`, nothing is queued whatever the rules.
+        const { alert: _alert, ...plain } = failed("run-d");
+        assert.equal(await transitionRun(sql, plain), true);
+        assert.equal(await db.notificationOutbox.count(), 2);
       },
     );
   });

@@ -39,6 +39,9 @@ export const FLOW_RUN_COLUMNS = [
   "scheduledFor",
   "dataIntervalStart",
   "dataIntervalEnd",
+  "triggeredById",
+  "triggeringRunId",
+  "triggerChainJson",
   "createdAt",
   "updatedAt",
 ] as const satisfies readonly (keyof FlowRun)[];
@@ -206,7 +209,36 @@ export interface Transition {
   skipLocked?: boolean;
   /** A retry uses one up. */
   incrementRetryCount?: boolean;
+  /**
+   * The new state may alert (the notifier's event for it, e.g. FAILED): a NotificationOutbox row
+   * is written in the same transaction when an active rule of the workspace wants that event.
+   */
+  alert?: { event: string; deploymentId: string | null };
 }
+
+const OUTBOX_COLUMNS = `"id", "workspaceId", "flowRunId", "deploymentId", "stateType", "stateName", "attempt", "createdAt"`;
+const OUTBOX_PLACEHOLDERS = "?, ?, ?, ?, ?, ?, ?, ?";
+/** Typed for PostgreSQL, which cannot infer a SELECT list's parameters. */
+const OUTBOX_CASTS = "?::text, ?::text, ?::text, ?::text, ?::text, ?::text, ?::integer, ?::timestamp(3)";
+/**
+ * Only when a rule wants the event: a workspace without one pays an indexed probe
+ * (NotificationRule(workspaceId)), never a write. `eventsJson` is a JSON array of names, so
+ * the quoted name matches exactly one of them.
+ */
+const OUTBOX_WHEN = `WHERE EXISTS (SELECT 1 FROM "NotificationRule" WHERE "workspaceId" = ? AND "active" = ? AND "eventsJson" LIKE ?)`;
+const outboxValues = (t: Transition, alert: NonNullable<Transition["alert"]>): SqlScalar[] => [
+  t.state.id,
+  t.state.workspaceId,
+  t.state.flowRunId,
+  alert.deploymentId,
+  t.state.type,
+  t.state.name,
+  t.state.attempt,
+  t.state.timestamp,
+  t.state.workspaceId,
+  true,
+  `%"${alert.event}"%`,
+];
 
 /**
  * Changes a flow run's state if it is still as expected, with its history row (and freed slots),
@@ -227,8 +259,13 @@ export async function transitionRun(sql: Sql, t: Transition): Promise<boolean> {
   const text =
     `WITH "changed" AS (${update.text} RETURNING "id")` +
     (t.freeSlots ? `, "freed" AS (DELETE FROM "ConcurrencySlot" WHERE "flowRunId" IN (SELECT "id" FROM "changed"))` : "") +
+    // The alert's outbox row in the same statement: it exists if and only if the change does.
+    (t.alert
+      ? `, "alerted" AS (INSERT INTO "NotificationOutbox" (${OUTBOX_COLUMNS}) SELECT ${OUTBOX_CASTS} FROM "changed" ${OUTBOX_WHEN})`
+      : "") +
     ` INSERT INTO "FlowRunState" (${STATE_COLUMNS}) SELECT ${STATE_CASTS} FROM "changed"`;
-  return (await sql.run(text, [...update.params, ...stateValues(t.state)])) === 1;
+  const params = [...update.params, ...(t.alert ? outboxValues(t, t.alert) : []), ...stateValues(t.state)];
+  return (await sql.run(text, params)) === 1;
 }
 
 /**
@@ -240,5 +277,11 @@ export async function applyTransition(tx: SqlQueries, t: Transition): Promise<bo
   if ((await tx.run(update.text, update.params)) !== 1) return false;
   if (t.freeSlots) await tx.run(`DELETE FROM "ConcurrencySlot" WHERE "flowRunId" = ?`, [t.flowRunId]);
   await insertFlowRunState(tx, t.state);
+  if (t.alert) {
+    await tx.run(
+      `INSERT INTO "NotificationOutbox" (${OUTBOX_COLUMNS}) SELECT ${tx.provider === "postgresql" ? OUTBOX_CASTS : OUTBOX_PLACEHOLDERS} ${OUTBOX_WHEN}`,
+      outboxValues(t, t.alert),
+    );
+  }
   return true;
 }

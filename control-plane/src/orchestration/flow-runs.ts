@@ -3,6 +3,7 @@ import type { FlowRun } from "@ferry/prisma/sqlite";
 import { isTerminal, type OrchestrationResult, type StateProposal, StateType } from "@ferry/sdk/protocol";
 import { changesOf, runChanged } from "../changes.ts";
 import { newId } from "../ids.ts";
+import { candidateEvent } from "../notifications/notifier.ts";
 import { applyTransition, readFlowRun, transitionRun } from "./flow-run-sql.ts";
 import { decideTransition, type Proposer, shouldRetry } from "./rules.ts";
 
@@ -131,7 +132,13 @@ export async function proposeFlowRunState(db: Db, input: ProposeInput): Promise<
     // The row as written, without reading it back.
     let outcome: FlowRun | null;
     if (!retry) {
-      outcome = (await transitionRun(sql, transition)) ? { ...run, ...columns, updatedAt } : null;
+      // A state that may alert is queued for the notifier in the change's own transaction (an
+      // outbox): a crash right after the commit cannot lose the alert.
+      const event = candidateEvent(input.state.type, input.state.name);
+      const alert = event ? { event, deploymentId: run.deploymentId } : undefined;
+      outcome = (await transitionRun(sql, { ...transition, ...(alert ? { alert } : {}) }))
+        ? { ...run, ...columns, updatedAt }
+        : null;
     } else {
       // A retry: the end of this attempt and the run's return to the queue, in one transaction.
       outcome = await sql.transaction(async (tx): Promise<FlowRun | null> => {

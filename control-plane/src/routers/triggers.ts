@@ -52,8 +52,29 @@ const TriggerInput = z.discriminatedUnion("kind", [
   }),
 ]);
 
-function present<T extends { statesJson: string; parametersJson: string; mappingJson: string; secretHash: string | null }>(t: T) {
-  const { statesJson, parametersJson, mappingJson, secretHash: _secretHash, ...rest } = t;
+/**
+ * A trigger as the API shows it: `lastRefusal`/`lastRefusedAt` say why its last firing was
+ * refused (a chain too deep, a cycle, the rate limit); the rate limit's window stays internal.
+ */
+function present<
+  T extends {
+    statesJson: string;
+    parametersJson: string;
+    mappingJson: string;
+    secretHash: string | null;
+    windowStartedAt: Date | null;
+    windowFirings: number;
+  },
+>(t: T) {
+  const {
+    statesJson,
+    parametersJson,
+    mappingJson,
+    secretHash: _secretHash,
+    windowStartedAt: _windowStartedAt,
+    windowFirings: _windowFirings,
+    ...rest
+  } = t;
   return {
     ...rest,
     states: parseJson<string[]>(statesJson, []),
