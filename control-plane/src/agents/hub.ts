@@ -2,6 +2,7 @@ import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import { type Db, sqlOf } from "@ferry/prisma";
 import {
+  type AcquireSlots,
   type AgentMessage,
   AgentMessage as AgentMessageSchema,
   CloseCode,
@@ -10,7 +11,6 @@ import {
   type Heartbeat,
   type Hello,
   Hello as HelloSchema,
-  isTerminal,
   LIMITS,
   type LogBatch,
   PROTOCOL_VERSION,
@@ -28,7 +28,7 @@ import { type Dispatcher, HELD_STATES } from "../dispatcher.ts";
 import { newId } from "../ids.ts";
 import type { Logger } from "../logger.ts";
 import { lostRunState, proposeFlowRunState } from "../orchestration/flow-runs.ts";
-import { applyLogs, applyRunEvents, type RootRun } from "../orchestration/run-events.ts";
+import { applyLogs, applyRunEvents, type RootRun, RunTree, taskRunsOfAttempt } from "../orchestration/run-events.ts";
 import type { TagSlots } from "../slots.ts";
 import { AgentConnection } from "./connection.ts";
 
@@ -389,8 +389,7 @@ export class AgentHub {
       case "run.accept":
         return;
       case "slots.acquire":
-        await this.ownedRun(conn, msg);
-        return this.slots.acquire(conn, msg);
+        return this.onAcquire(conn, msg);
       case "run.reject":
         return this.onReject(conn, msg);
       case "state.propose":
@@ -406,6 +405,23 @@ export class AgentHub {
         throw new ProtocolError("BAD_MESSAGE", `unknown message ${JSON.stringify(unreachable).slice(0, 100)}`);
       }
     }
+  }
+
+  /**
+   * A task run asks for its tags' slots: it must be a task run of the held attempt. One not
+   * stored yet is let through (its creation may be retried after this request; a slot row
+   * belongs to the root attempt, which frees it when it ends); one stored elsewhere is refused.
+   */
+  private async onAcquire(conn: AgentConnection, msg: AcquireSlots): Promise<void> {
+    const run = await this.ownedRun(conn, msg);
+    const task = await taskRunsOfAttempt(sqlOf(this.db), new RunTree(this.db, run), msg.attempt, [msg.taskRunId]);
+    if (task.stored.has(msg.taskRunId) && !task.ours.has(msg.taskRunId)) {
+      throw new ProtocolError(
+        "UNKNOWN_RUN",
+        `task run ${msg.taskRunId} is not part of attempt ${msg.attempt} of run ${msg.flowRunId}`,
+      );
+    }
+    return this.slots.acquire(conn, msg);
   }
 
   private async onReject(conn: AgentConnection, msg: RunReject): Promise<void> {
@@ -453,12 +469,12 @@ export class AgentHub {
 
   private async onEvents(conn: AgentConnection, msg: RunEventBatch): Promise<void> {
     const run = await this.ownedRun(conn, msg);
-    await applyRunEvents(this.db, run, msg.attempt, msg.events);
+    // Only what belongs to this run's tree comes back: published events naming another run
+    // never reach triggers, and only this attempt's task runs free slots.
+    const applied = await applyRunEvents(this.db, run, msg.attempt, msg.events);
     this.options.onIngested?.("events", msg.events.length);
-    const published = msg.events.filter((e): e is EventPublished => e.kind === "event.published");
-    if (published.length) await this.options.onPublished?.(conn.workspaceId, published);
-    const ended = msg.events.flatMap((e) => (e.kind === "task_run.state" && isTerminal(e.state.type) ? [e.taskRunId] : []));
-    await this.slots.releaseTasks(conn.workspaceId, ended);
+    if (applied.published.length) await this.options.onPublished?.(conn.workspaceId, applied.published);
+    await this.slots.releaseTasks(conn.workspaceId, run.id, msg.attempt, applied.ended);
     conn.send({ type: "ack", v: PROTOCOL_VERSION, msgId: msg.msgId, ok: true });
   }
 
