@@ -325,6 +325,7 @@ async function roundTripEveryModel(db: Db): Promise<string[]> {
     data: {
       id: "agent_1",
       ...common,
+      externalId: "box-1",
       name: "box",
       tokenId: "tok_1",
       poolsJson: '["default"]',
@@ -592,13 +593,13 @@ describe("SQLite", () => {
   test("a failing migration is rolled back, not recorded, and blocks start-up until fixed", async () => {
     const db = freshDatabase();
     try {
-      const broken = "20261127000000_broken";
+      const broken = "29991231000000_broken";
       const dir = migrationsWith("sqlite", {
         [broken]: 'CREATE TABLE "Half" ("id" TEXT NOT NULL PRIMARY KEY);\nINSERT INTO "NoSuchTable" VALUES (1);\n',
       });
       await assert.rejects(
         migrate({ provider: "sqlite", database: db, migrationsDir: dir }),
-        /20261127000000_broken failed: no such table/,
+        /29991231000000_broken failed: no such table/,
       );
       assert.equal(db.prepare("SELECT count(*) FROM sqlite_master WHERE name = 'Half'").pluck().get(), 0);
       assert.deepEqual(db.prepare("SELECT migration_name FROM _prisma_migrations").pluck().all(), ALL);
@@ -833,13 +834,13 @@ describe("PostgreSQL", () => {
     if (!url) return;
     const client = await connect(url);
     try {
-      const broken = "20261127000000_broken";
+      const broken = "29991231000000_broken";
       const dir = migrationsWith("postgresql", {
         [broken]: 'CREATE TABLE "Half" ("id" TEXT NOT NULL);\nINSERT INTO "NoSuchTable" VALUES (1);\n',
       });
       await assert.rejects(
         migrate({ provider: "postgresql", client, migrationsDir: dir }),
-        /20261127000000_broken failed: relation "NoSuchTable" does not exist/,
+        /29991231000000_broken failed: relation "NoSuchTable" does not exist/,
       );
       assert.equal((await client.query("SELECT to_regclass('\"Half\"') AS t")).rows[0].t, null);
       assert.deepEqual(

@@ -185,35 +185,18 @@ export class AgentHub {
   // ---- handlers used by sessions ---------------------------------------------------------
 
   async hello(ws: WebSocket, principal: Principal, hello: Hello): Promise<AgentConnection> {
-    const previous = this.dispatcher.agent(hello.agentId);
+    const now = new Date();
+    // The binding is checked before anything else: a refused hello leaves the agent that owns
+    // the id connected, with its runs.
+    const key = await this.register(principal, hello, now);
+    const previous = this.dispatcher.agent(key);
     if (previous && previous.socket !== ws) {
-      if (previous.workspaceId !== principal.workspaceId) throw new HelloError("agent id belongs to another workspace");
       previous.socket.close(CloseCode.normal, "replaced by a new connection of the same agent");
       this.dispatcher.removeAgent(previous);
     }
-    const existing = await this.db.agent.findUnique({ where: { id: hello.agentId } });
-    if (existing && existing.workspaceId !== principal.workspaceId) throw new HelloError("agent id belongs to another workspace");
-    const now = new Date();
-    const data = {
-      name: hello.name,
-      tokenId: principal.tokenId,
-      poolsJson: JSON.stringify(hello.pools),
-      labelsJson: JSON.stringify(hello.labels),
-      capacity: hello.capacity,
-      version: hello.version,
-      status: "ONLINE",
-      connectedAt: now,
-      lastHeartbeatAt: now,
-      disconnectedAt: null,
-    };
-    await this.db.agent.upsert({
-      where: { id: hello.agentId },
-      create: { id: hello.agentId, workspaceId: principal.workspaceId, ...data },
-      update: data,
-    });
     const conn = new AgentConnection(
       ws,
-      hello.agentId,
+      key,
       principal.workspaceId,
       principal.tokenId,
       hello.name,
@@ -234,10 +217,89 @@ export class AgentHub {
     });
     this.dispatcher.addAgent(conn);
     this.log.info(
-      { agent: conn.name, agentId: conn.agentId, workspaceId: conn.workspaceId, pools: conn.pools, capacity: conn.capacity },
+      {
+        agent: conn.name,
+        agentId: conn.agentId,
+        externalId: hello.agentId,
+        workspaceId: conn.workspaceId,
+        pools: conn.pools,
+        capacity: conn.capacity,
+      },
       "agent connected",
     );
     return conn;
+  }
+
+  /**
+   * The agent row of a hello, registered to the hello's token; returns its key (Agent.id, what
+   * FlowRun.agentId holds). Agent ids are scoped by workspace (another workspace's agent of the
+   * same id is another row) and bound to the token that registered them: another token of the
+   * workspace is refused, unless the id was released by an admin or its token can no longer
+   * connect (revoked, expired or deleted: rotating a token needs no admin step, and no live
+   * agent can be taken over that way, since revoking a token closes its sockets).
+   */
+  private async register(principal: Principal, hello: Hello, now: Date): Promise<string> {
+    const workspaceId = principal.workspaceId;
+    const data = {
+      name: hello.name,
+      tokenId: principal.tokenId,
+      poolsJson: JSON.stringify(hello.pools),
+      labelsJson: JSON.stringify(hello.labels),
+      capacity: hello.capacity,
+      version: hello.version,
+      status: "ONLINE",
+      connectedAt: now,
+      lastHeartbeatAt: now,
+      disconnectedAt: null,
+    };
+    // Twice at most: a concurrent hello of the same id (another replica) may win the create or the rebind.
+    for (let round = 0; round < 2; round++) {
+      const existing = await this.db.agent.findUnique({
+        where: { workspaceId_externalId: { workspaceId, externalId: hello.agentId } },
+        select: { id: true, tokenId: true },
+      });
+      if (!existing) {
+        const id = newId();
+        try {
+          await this.db.agent.create({ data: { id, workspaceId, externalId: hello.agentId, ...data } });
+          return id;
+        } catch (err) {
+          if ((err as { code?: string }).code === "P2002") continue;
+          throw err;
+        }
+      }
+      if (existing.tokenId !== principal.tokenId && !(await this.tokenGone(workspaceId, existing.tokenId, now))) {
+        throw new HelloError(
+          `agent id bound to another token; an admin can free it: ferry agent release ${hello.agentId}`,
+          CloseCode.forbidden,
+        );
+      }
+      // Conditional on the binding read above: of two tokens taking a released id, one wins.
+      const updated = await this.db.agent.updateMany({ where: { id: existing.id, tokenId: existing.tokenId }, data });
+      if (updated.count === 1) return existing.id;
+    }
+    throw new HelloError("agent id is being registered by another connection; retrying");
+  }
+
+  /** Whether a bound token can no longer connect: released (null), deleted, revoked or expired. */
+  private async tokenGone(workspaceId: string, tokenId: string | null, now: Date): Promise<boolean> {
+    if (tokenId === null) return true;
+    const token = await this.db.apiToken.findFirst({
+      where: { id: tokenId, workspaceId },
+      select: { revokedAt: true, expiresAt: true },
+    });
+    return !token || token.revokedAt !== null || (token.expiresAt !== null && token.expiresAt <= now);
+  }
+
+  /**
+   * An admin frees an agent id from its token: the next agent token of the workspace that says
+   * hello with it takes it (and replaces a connection of the old token, which is then refused).
+   * Returns false if the workspace has no agent of that id.
+   */
+  async release(workspaceId: string, externalId: string): Promise<boolean> {
+    const { count } = await this.db.agent.updateMany({ where: { workspaceId, externalId }, data: { tokenId: null } });
+    if (count) this.log.info({ workspaceId, externalId }, "agent id released");
+    return count === 1;
   }
 
   /**
@@ -537,7 +599,15 @@ export class AgentHub {
   }
 }
 
-export class HelloError extends Error {}
+/** A hello that cannot be applied: the connection is closed with `code` and the message as reason. */
+export class HelloError extends Error {
+  constructor(
+    message: string,
+    readonly code: CloseCode = CloseCode.badHandshake,
+  ) {
+    super(message);
+  }
+}
 
 /** WebSocket close reasons are limited to 123 bytes of UTF-8; longer ones make `close` throw. */
 export function closeReason(text: string): string {
@@ -647,7 +717,11 @@ class AgentSession {
       try {
         this.conn = await this.hub.hello(this.ws, this.principal, hello.value);
       } catch (err) {
-        this.ws.close(CloseCode.badHandshake, closeReason(err instanceof HelloError ? err.message : "hello failed"));
+        if (err instanceof HelloError) this.ws.close(err.code, closeReason(err.message));
+        else {
+          this.ws.close(CloseCode.badHandshake, "hello failed");
+          this.hub.internalError(err, { workspaceId: this.principal.workspaceId, type: "hello" });
+        }
       }
       return;
     }
