@@ -378,5 +378,13 @@ for (const provider of PROVIDERS) {
       assert.equal(back.closed?.code, CloseCode.forbidden);
       assert.ok(successor.open, "the new holder keeps the id");
     });
+
+    test("a revoked token's agent id can be taken by another token of the workspace (token rotation)", async () => {
+      const holder = (await t.victim.api.tokens.list.query()).find((k) => k.name === "victim-agent-b");
+      assert.ok(holder);
+      await t.victim.api.tokens.revoke.mutate({ id: holder.id });
+      const rotated = await connect(tokens.victimA, "victim-box");
+      assert.ok(rotated.welcomed, "the id's token can no longer connect: the new token takes it");
+    });
   });
 }
