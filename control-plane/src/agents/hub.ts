@@ -476,7 +476,8 @@ export class AgentHub {
    */
   private async onAcquire(conn: AgentConnection, msg: AcquireSlots): Promise<void> {
     const run = await this.ownedRun(conn, msg);
-    const task = await taskRunsOfAttempt(sqlOf(this.db), new RunTree(this.db, run), msg.attempt, [msg.taskRunId]);
+    const sql = sqlOf(this.db);
+    const task = await taskRunsOfAttempt(sql, new RunTree(sql, run), msg.attempt, [msg.taskRunId]);
     if (task.stored.has(msg.taskRunId) && !task.ours.has(msg.taskRunId)) {
       throw new ProtocolError(
         "UNKNOWN_RUN",

@@ -1,9 +1,10 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import type { Db, Provider } from "@ferry/prisma";
+import { sqlOf } from "@ferry/prisma";
 import type { RunEvent } from "@ferry/sdk/protocol";
 import { FIXTURE, withWorkspaceDatabase } from "../test-database.ts";
-import { applyLogs, applyRunEvents } from "./run-events.ts";
+import { applyLogs, applyRunEvents, RunTree } from "./run-events.ts";
 
 const WS = FIXTURE.workspaceId;
 const ROOT = "run-root";
@@ -259,6 +260,44 @@ for (const provider of ["sqlite", "postgresql"] as const) {
           lines.map((l) => l.taskRunId),
           [null, null, "t-1", "not-yet-created"],
         );
+      },
+    );
+  });
+}
+
+for (const provider of ["sqlite", "postgresql"] as const) {
+  test(`${provider}: the run tree follows parents to the root, a level at a time, and nothing else is in it`, async (t) => {
+    await withDatabase(
+      provider,
+      (reason) => t.skip(reason),
+      async (db) => {
+        await otherRun(db);
+        const child = async (id: string, parentFlowRunId: string) => {
+          const base = await db.flowRun.findUniqueOrThrow({ where: { id: ROOT } });
+          await db.flowRun.create({
+            data: { ...base, id, name: id, parentFlowRunId, createdAt: undefined, updatedAt: undefined },
+          });
+        };
+        await child("c1", ROOT);
+        await child("c2", "c1");
+        await child("c3", "c2");
+        const root = await db.flowRun.findUniqueOrThrow({ where: { id: ROOT } });
+        const tree = new RunTree(sqlOf(db), root);
+        await tree.cover(["c3", "c1", "other-child", "other-root", "nothing", ROOT]);
+        assert.deepEqual(
+          ["c1", "c2", "c3", ROOT].map((id) => tree.has(id)),
+          [true, true, true, true],
+        );
+        assert.deepEqual(
+          ["other-child", "other-root", "nothing"].map((id) => tree.has(id)),
+          [false, false, false],
+        );
+        // A child the batch creates joins the tree even if it was looked up (and not found) before.
+        tree.add("nothing");
+        assert.equal(tree.has("nothing"), true);
+        // Log lines of a grandchild are stored under it.
+        await applyLogs(db, root, 1, [{ seq: 0, timestamp: at(0), level: "info", message: "deep", flowRunId: "c3" }]);
+        assert.equal(await db.log.count({ where: { flowRunId: "c3" } }), 1);
       },
     );
   });

@@ -12,7 +12,7 @@ import {
 import { runChanged } from "../changes.ts";
 import { newId } from "../ids.ts";
 import { insertEdges, insertLogs, insertTaskRunStates, insertTaskRuns, updateTaskRunStates } from "./bulk-sql.ts";
-import { flowRunTree, proposeFlowRunState, storable } from "./flow-runs.ts";
+import { proposeFlowRunState, storable } from "./flow-runs.ts";
 
 /** What event ingestion needs of the dispatched (root) run. */
 export type RootRun = Pick<FlowRun, "id" | "workspaceId" | "workPool">;
@@ -25,38 +25,73 @@ export interface AppliedEvents {
   ended: string[];
 }
 
+/** Deepest nesting of child flow runs followed (as the cancellation of descendants does). */
+const MAX_TREE_DEPTH = 20;
+
 /**
  * The flow runs a report of one root run may name: the root and its child flow runs
- * (recursively). Loaded only when a report names a run other than the root, so a flat flow
- * pays nothing; once loaded, child flow runs created by the batch are added to it.
+ * (recursively). A named run is in the tree if its chain of parents leads to the root. The
+ * chains of all runs a batch names are followed together, one primary-key lookup per level of
+ * nesting: a flat flow pays nothing, a batch of a run with thousands of child flow runs pays a
+ * few small lookups (never the whole tree).
  */
 export class RunTree {
-  private runs: Set<string> | undefined;
-  /** Child flow runs created since (or instead of) loading. */
-  private readonly added = new Set<string>();
+  /** Runs known to be in the tree: the root, runs found by following parents, children created by the batch. */
+  private readonly inside: Set<string>;
+  /** Runs known not to be in it (another tree, another workspace, no such run). */
+  private readonly outside = new Set<string>();
 
   constructor(
-    private readonly db: Db,
+    private readonly q: SqlQueries,
     private readonly root: RootRun,
-  ) {}
+  ) {
+    this.inside = new Set([root.id]);
+  }
 
-  /** Makes `has` answer for these ids: one tree query, the first time an id other than the root is named. */
+  /** Makes `has` answer for these ids. */
   async cover(ids: Iterable<string>): Promise<void> {
-    if (this.runs) return;
-    for (const id of ids) {
-      if (id === this.root.id) continue;
-      this.runs = new Set(await flowRunTree(this.db, this.root.workspaceId, this.root.id));
-      return;
+    const parentOf = new Map<string, string | null>();
+    const named = [...new Set(ids)].filter((id) => !this.inside.has(id) && !this.outside.has(id));
+    let level = named;
+    for (let depth = 0; level.length && depth < MAX_TREE_DEPTH; depth++) {
+      // By id alone, the workspace compared here (see taskRunsOfAttempt).
+      const rows = await allIn<{ id: string; workspaceId: string; parentFlowRunId: string | null }>(
+        this.q,
+        (list) => `SELECT "id", "workspaceId", "parentFlowRunId" FROM "FlowRun" WHERE "id" IN (${list})`,
+        level,
+      );
+      const found = new Map(rows.map((r) => [r.id, r]));
+      const next = new Set<string>();
+      for (const id of level) {
+        const row = found.get(id);
+        const parent = row && row.workspaceId === this.root.workspaceId ? row.parentFlowRunId : null;
+        parentOf.set(id, parent);
+        if (parent !== null && !this.inside.has(parent) && !this.outside.has(parent) && !parentOf.has(parent)) next.add(parent);
+      }
+      level = [...next];
+    }
+    for (const id of named) {
+      // Follow the chain to a run whose place is known; a chain that ends or is too deep is outside.
+      const chain: string[] = [];
+      let at: string | null | undefined = id;
+      while (at !== null && at !== undefined && !this.inside.has(at) && !this.outside.has(at) && !chain.includes(at)) {
+        chain.push(at);
+        at = parentOf.get(at);
+      }
+      const verdict = at !== null && at !== undefined && this.inside.has(at) ? this.inside : this.outside;
+      for (const run of chain) verdict.add(run);
     }
   }
 
   /** Whether `id` is the root or one of its child flow runs (`cover` must have been called with it). */
   has(id: string): boolean {
-    return id === this.root.id || !!this.runs?.has(id) || this.added.has(id);
+    return this.inside.has(id);
   }
 
+  /** A child flow run the batch created under a run of the tree. */
   add(id: string): void {
-    this.added.add(id);
+    this.inside.add(id);
+    this.outside.delete(id);
   }
 }
 
@@ -114,7 +149,8 @@ export async function applyRunEvents(
 
   // Flow runs this batch may touch: the root and its descendants (an agent holding one run
   // must not be able to write into another).
-  const tree = new RunTree(db, root);
+  const sql = sqlOf(db);
+  const tree = new RunTree(sql, root);
   await tree.cover(
     events.map((e) =>
       e.kind === "task_run.created" || e.kind === "flow_run.state" || e.kind === "event.published"
@@ -125,7 +161,6 @@ export async function applyRunEvents(
     ),
   );
   // Task runs named by the batch, other than by their own creation: one lookup for all of them.
-  const sql = sqlOf(db);
   const named = await taskRunsOfAttempt(sql, tree, attempt, [
     ...taskStates.map((e) => e.taskRunId),
     ...taskCreates.flatMap((e) => e.upstream),
@@ -332,7 +367,7 @@ export async function applyLogs(db: Db, root: RootRun, attempt: number, lines: r
   // attempt; a line naming another run goes under the root, and a task run stored outside the
   // attempt is not named. A task run not stored (yet: its creation may be retried after this
   // batch) is kept: no one else's run has that id. One lookup per batch, the tree only if needed.
-  const tree = new RunTree(db, root);
+  const tree = new RunTree(sql, root);
   await tree.cover(lines.flatMap((l) => (l.flowRunId ? [l.flowRunId] : [])));
   const tasks = await taskRunsOfAttempt(
     sql,
