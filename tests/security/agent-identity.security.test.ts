@@ -66,6 +66,8 @@ class RawAgent {
     const agent = await RawAgent.open(wsUrl, token, agentId);
     await waitUntil(`welcome of ${agentId}`, async () => agent.welcomed || agent.closed, 10_000);
     assert.ok(agent.welcomed, `${agentId} was refused: ${JSON.stringify(agent.closed)}`);
+    const welcome = agent.frames.find((f) => f.type === "welcome");
+    assert.equal(welcome?.type === "welcome" && welcome.agentId, agentId, "the welcome names the agent's own id");
     return agent;
   }
 

@@ -210,7 +210,8 @@ export class AgentHub {
     conn.send({
       type: "welcome",
       v: PROTOCOL_VERSION,
-      agentId: conn.agentId,
+      // The agent's own id: the control plane's key (conn.agentId) never leaves it.
+      agentId: hello.agentId,
       heartbeatIntervalMs: this.options.heartbeatIntervalMs,
       leaseMs: this.options.leaseMs,
       serverVersion: this.options.serverVersion,
