@@ -97,8 +97,8 @@ export class RunTree {
 
 /**
  * Which of `ids` are stored task runs, and which of those belong to the root's attempt (a flow
- * run of its tree, the same root attempt). One lookup by primary key for the whole batch; the
- * tree is loaded only if a task run names a flow run other than the root.
+ * run of its tree, the same root attempt). One lookup by primary key for the whole batch; parents
+ * are followed (see RunTree) only for task runs of a flow run other than the root.
  */
 export async function taskRunsOfAttempt(
   q: SqlQueries,
@@ -315,11 +315,10 @@ async function applyTaskStates(
   now: Date,
 ): Promise<void> {
   // The caller passes only states of task runs of the attempt (see taskRunsOfAttempt).
-  const valid = events;
   // Only states inserted now (their event id is new) move a task run: a replay changes nothing.
   const inserted = await insertTaskRunStates(
     tx,
-    valid.map((e) => ({
+    events.map((e) => ({
       id: e.eventId,
       workspaceId,
       taskRunId: e.taskRunId,
@@ -333,7 +332,7 @@ async function applyTaskStates(
   // The last new state of each task run becomes its current state.
   const latest = new Map<string, TaskRunStateChanged>();
   const firstRunning = new Map<string, Date>();
-  for (const e of valid) {
+  for (const e of events) {
     if (!inserted.has(e.eventId)) continue;
     latest.set(e.taskRunId, e);
     if (e.state.type === "RUNNING" && !firstRunning.has(e.taskRunId)) firstRunning.set(e.taskRunId, new Date(e.timestamp));
