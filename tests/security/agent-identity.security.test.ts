@@ -227,6 +227,12 @@ for (const provider of PROVIDERS) {
         deployment: SINK,
         trigger: { kind: "event", event: "leak", mapping: { stolen: "run.parameters.secret" } },
       });
+      // The same trigger in the victim's workspace: its other agent must not fire it with the victim run's context.
+      await deploy(t.victim.api, SINK, "nobody-serves-this");
+      await t.victim.api.triggers.create.mutate({
+        deployment: SINK,
+        trigger: { kind: "event", event: "leak", mapping: { stolen: "run.parameters.secret" } },
+      });
       await t.victim.api.tagLimits.set.mutate({ tag: "gpu", maxConcurrent: 1 });
       tokens.victimA = await agentToken(t.victim, "victim-agent-a");
       tokens.victimB = await agentToken(t.victim, "victim-agent-b");
@@ -317,6 +323,7 @@ for (const provider of PROVIDERS) {
       const stolen = (await t.attacker.api.runs.list.query({ deployment: SINK, limit: 10 })).items;
       assert.equal(stolen.length, 1, JSON.stringify(stolen.map((r) => r.parameters)));
       assert.deepEqual(sinkRuns[0]?.parameters, { stolen: "attacker's own" });
+      assert.deepEqual((await t.victim.api.runs.list.query({ deployment: SINK, limit: 10 })).items, []);
 
       // The victim's data, through the victim's API.
       const tasks = await t.victim.api.taskRuns.list.query({ flowRunId: victimRun.flowRunId, limit: 100 });
