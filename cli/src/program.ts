@@ -907,6 +907,15 @@ export function buildProgram(): Command {
     });
   }
 
+  // An agent id is bound to the token that registered it; an admin frees it for another token.
+  apiOptions(agent.command("release <id>"))
+    .description("let another agent token of the workspace take this agent id (admin scope)")
+    .action(async (id: string, flags) => {
+      const result = await client(flags).agents.release.mutate({ agentId: id });
+      if (flags.json) return printJson(result);
+      process.stdout.write(`released agent id ${id}: the next agent token to connect with it takes it\n`);
+    });
+
   const token = program.command("token").description("API tokens (admin scope)");
   apiOptions(token.command("create"))
     .requiredOption("--name <name>", "what the token is for")

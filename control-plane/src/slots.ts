@@ -75,10 +75,15 @@ export class TagSlots {
     }
   }
 
-  /** Frees the slots of task runs that ended. */
-  async releaseTasks(workspaceId: string, taskRunIds: string[]): Promise<void> {
+  /**
+   * Frees the slots of task runs of one root attempt that ended. Only that attempt's slot rows
+   * are deleted: a report can never free the slots another run holds, whatever ids it names.
+   */
+  async releaseTasks(workspaceId: string, flowRunId: string, attempt: number, taskRunIds: string[]): Promise<void> {
     if (!taskRunIds.length) return;
-    const { count } = await this.db.concurrencySlot.deleteMany({ where: { workspaceId, taskRunId: { in: taskRunIds } } });
+    const { count } = await this.db.concurrencySlot.deleteMany({
+      where: { workspaceId, flowRunId, attempt, taskRunId: { in: taskRunIds } },
+    });
     if (count) await this.released(workspaceId);
   }
 
@@ -104,8 +109,9 @@ export class TagSlots {
       // Count-then-insert must not interleave with another replica's grant in this workspace.
       if (this.provider === "postgresql")
         await tx.$executeRaw`SELECT pg_advisory_xact_lock(hashtext(${`ferry-slots:${workspaceId}`}))`;
+      // Only this attempt's rows: slots another run holds under the same task-run id are not ours.
       const held = await tx.concurrencySlot.findMany({
-        where: { workspaceId, taskRunId: request.taskRunId },
+        where: { workspaceId, taskRunId: request.taskRunId, flowRunId: request.flowRunId, attempt: request.attempt },
         select: { tag: true },
       });
       const missing = request.tags.filter((t) => !held.some((h) => h.tag === t));

@@ -325,6 +325,7 @@ async function roundTripEveryModel(db: Db): Promise<string[]> {
     data: {
       id: "agent_1",
       ...common,
+      externalId: "box-1",
       name: "box",
       tokenId: "tok_1",
       poolsJson: '["default"]',

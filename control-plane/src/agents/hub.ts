@@ -2,6 +2,7 @@ import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import { type Db, sqlOf } from "@ferry/prisma";
 import {
+  type AcquireSlots,
   type AgentMessage,
   AgentMessage as AgentMessageSchema,
   CloseCode,
@@ -10,7 +11,6 @@ import {
   type Heartbeat,
   type Hello,
   Hello as HelloSchema,
-  isTerminal,
   LIMITS,
   type LogBatch,
   PROTOCOL_VERSION,
@@ -28,7 +28,7 @@ import { type Dispatcher, HELD_STATES } from "../dispatcher.ts";
 import { newId } from "../ids.ts";
 import type { Logger } from "../logger.ts";
 import { lostRunState, proposeFlowRunState } from "../orchestration/flow-runs.ts";
-import { applyLogs, applyRunEvents, type RootRun } from "../orchestration/run-events.ts";
+import { applyLogs, applyRunEvents, type RootRun, RunTree, taskRunsOfAttempt } from "../orchestration/run-events.ts";
 import type { TagSlots } from "../slots.ts";
 import { AgentConnection } from "./connection.ts";
 
@@ -185,35 +185,18 @@ export class AgentHub {
   // ---- handlers used by sessions ---------------------------------------------------------
 
   async hello(ws: WebSocket, principal: Principal, hello: Hello): Promise<AgentConnection> {
-    const previous = this.dispatcher.agent(hello.agentId);
+    const now = new Date();
+    // The binding is checked before anything else: a refused hello leaves the agent that owns
+    // the id connected, with its runs.
+    const key = await this.register(principal, hello, now);
+    const previous = this.dispatcher.agent(key);
     if (previous && previous.socket !== ws) {
-      if (previous.workspaceId !== principal.workspaceId) throw new HelloError("agent id belongs to another workspace");
       previous.socket.close(CloseCode.normal, "replaced by a new connection of the same agent");
       this.dispatcher.removeAgent(previous);
     }
-    const existing = await this.db.agent.findUnique({ where: { id: hello.agentId } });
-    if (existing && existing.workspaceId !== principal.workspaceId) throw new HelloError("agent id belongs to another workspace");
-    const now = new Date();
-    const data = {
-      name: hello.name,
-      tokenId: principal.tokenId,
-      poolsJson: JSON.stringify(hello.pools),
-      labelsJson: JSON.stringify(hello.labels),
-      capacity: hello.capacity,
-      version: hello.version,
-      status: "ONLINE",
-      connectedAt: now,
-      lastHeartbeatAt: now,
-      disconnectedAt: null,
-    };
-    await this.db.agent.upsert({
-      where: { id: hello.agentId },
-      create: { id: hello.agentId, workspaceId: principal.workspaceId, ...data },
-      update: data,
-    });
     const conn = new AgentConnection(
       ws,
-      hello.agentId,
+      key,
       principal.workspaceId,
       principal.tokenId,
       hello.name,
@@ -227,17 +210,97 @@ export class AgentHub {
     conn.send({
       type: "welcome",
       v: PROTOCOL_VERSION,
-      agentId: conn.agentId,
+      // The agent's own id: the control plane's key (conn.agentId) never leaves it.
+      agentId: hello.agentId,
       heartbeatIntervalMs: this.options.heartbeatIntervalMs,
       leaseMs: this.options.leaseMs,
       serverVersion: this.options.serverVersion,
     });
     this.dispatcher.addAgent(conn);
     this.log.info(
-      { agent: conn.name, agentId: conn.agentId, workspaceId: conn.workspaceId, pools: conn.pools, capacity: conn.capacity },
+      {
+        agent: conn.name,
+        agentId: conn.agentId,
+        externalId: hello.agentId,
+        workspaceId: conn.workspaceId,
+        pools: conn.pools,
+        capacity: conn.capacity,
+      },
       "agent connected",
     );
     return conn;
+  }
+
+  /**
+   * The agent row of a hello, registered to the hello's token; returns its key (Agent.id, what
+   * FlowRun.agentId holds). Agent ids are scoped by workspace (another workspace's agent of the
+   * same id is another row) and bound to the token that registered them: another token of the
+   * workspace is refused, unless the id was released by an admin or its token can no longer
+   * connect (revoked, expired or deleted: rotating a token needs no admin step, and no live
+   * agent can be taken over that way, since revoking a token closes its sockets).
+   */
+  private async register(principal: Principal, hello: Hello, now: Date): Promise<string> {
+    const workspaceId = principal.workspaceId;
+    const data = {
+      name: hello.name,
+      tokenId: principal.tokenId,
+      poolsJson: JSON.stringify(hello.pools),
+      labelsJson: JSON.stringify(hello.labels),
+      capacity: hello.capacity,
+      version: hello.version,
+      status: "ONLINE",
+      connectedAt: now,
+      lastHeartbeatAt: now,
+      disconnectedAt: null,
+    };
+    // Twice at most: a concurrent hello of the same id (another replica) may win the create or the rebind.
+    for (let round = 0; round < 2; round++) {
+      const existing = await this.db.agent.findUnique({
+        where: { workspaceId_externalId: { workspaceId, externalId: hello.agentId } },
+        select: { id: true, tokenId: true },
+      });
+      if (!existing) {
+        const id = newId();
+        try {
+          await this.db.agent.create({ data: { id, workspaceId, externalId: hello.agentId, ...data } });
+          return id;
+        } catch (err) {
+          if ((err as { code?: string }).code === "P2002") continue;
+          throw err;
+        }
+      }
+      if (existing.tokenId !== principal.tokenId && !(await this.tokenGone(workspaceId, existing.tokenId, now))) {
+        throw new HelloError(
+          `agent id bound to another token; an admin can free it: ferry agent release ${hello.agentId}`,
+          CloseCode.forbidden,
+        );
+      }
+      // Conditional on the binding read above: of two tokens taking a released id, one wins.
+      const updated = await this.db.agent.updateMany({ where: { id: existing.id, tokenId: existing.tokenId }, data });
+      if (updated.count === 1) return existing.id;
+    }
+    throw new HelloError("agent id is being registered by another connection; retrying");
+  }
+
+  /** Whether a bound token can no longer connect: released (null), deleted, revoked or expired. */
+  private async tokenGone(workspaceId: string, tokenId: string | null, now: Date): Promise<boolean> {
+    if (tokenId === null) return true;
+    const token = await this.db.apiToken.findFirst({
+      where: { id: tokenId, workspaceId },
+      select: { revokedAt: true, expiresAt: true },
+    });
+    return !token || token.revokedAt !== null || (token.expiresAt !== null && token.expiresAt <= now);
+  }
+
+  /**
+   * An admin frees an agent id from its token: the next agent token of the workspace that says
+   * hello with it takes it (and replaces a connection of the old token, which is then refused).
+   * Returns false if the workspace has no agent of that id.
+   */
+  async release(workspaceId: string, externalId: string): Promise<boolean> {
+    const { count } = await this.db.agent.updateMany({ where: { workspaceId, externalId }, data: { tokenId: null } });
+    if (count) this.log.info({ workspaceId, externalId }, "agent id released");
+    return count === 1;
   }
 
   /**
@@ -389,8 +452,7 @@ export class AgentHub {
       case "run.accept":
         return;
       case "slots.acquire":
-        await this.ownedRun(conn, msg);
-        return this.slots.acquire(conn, msg);
+        return this.onAcquire(conn, msg);
       case "run.reject":
         return this.onReject(conn, msg);
       case "state.propose":
@@ -406,6 +468,24 @@ export class AgentHub {
         throw new ProtocolError("BAD_MESSAGE", `unknown message ${JSON.stringify(unreachable).slice(0, 100)}`);
       }
     }
+  }
+
+  /**
+   * A task run asks for its tags' slots: it must be a task run of the held attempt. One not
+   * stored yet is let through (its creation may be retried after this request; a slot row
+   * belongs to the root attempt, which frees it when it ends); one stored elsewhere is refused.
+   */
+  private async onAcquire(conn: AgentConnection, msg: AcquireSlots): Promise<void> {
+    const run = await this.ownedRun(conn, msg);
+    const sql = sqlOf(this.db);
+    const task = await taskRunsOfAttempt(sql, new RunTree(sql, run), msg.attempt, [msg.taskRunId]);
+    if (task.stored.has(msg.taskRunId) && !task.ours.has(msg.taskRunId)) {
+      throw new ProtocolError(
+        "UNKNOWN_RUN",
+        `task run ${msg.taskRunId} is not part of attempt ${msg.attempt} of run ${msg.flowRunId}`,
+      );
+    }
+    return this.slots.acquire(conn, msg);
   }
 
   private async onReject(conn: AgentConnection, msg: RunReject): Promise<void> {
@@ -453,12 +533,12 @@ export class AgentHub {
 
   private async onEvents(conn: AgentConnection, msg: RunEventBatch): Promise<void> {
     const run = await this.ownedRun(conn, msg);
-    await applyRunEvents(this.db, run, msg.attempt, msg.events);
+    // Only what belongs to this run's tree comes back: published events naming another run
+    // never reach triggers, and only this attempt's task runs free slots.
+    const applied = await applyRunEvents(this.db, run, msg.attempt, msg.events);
     this.options.onIngested?.("events", msg.events.length);
-    const published = msg.events.filter((e): e is EventPublished => e.kind === "event.published");
-    if (published.length) await this.options.onPublished?.(conn.workspaceId, published);
-    const ended = msg.events.flatMap((e) => (e.kind === "task_run.state" && isTerminal(e.state.type) ? [e.taskRunId] : []));
-    await this.slots.releaseTasks(conn.workspaceId, ended);
+    if (applied.published.length) await this.options.onPublished?.(conn.workspaceId, applied.published);
+    await this.slots.releaseTasks(conn.workspaceId, run.id, msg.attempt, applied.ended);
     conn.send({ type: "ack", v: PROTOCOL_VERSION, msgId: msg.msgId, ok: true });
   }
 
@@ -521,7 +601,15 @@ export class AgentHub {
   }
 }
 
-export class HelloError extends Error {}
+/** A hello that cannot be applied: the connection is closed with `code` and the message as reason. */
+export class HelloError extends Error {
+  constructor(
+    message: string,
+    readonly code: CloseCode = CloseCode.badHandshake,
+  ) {
+    super(message);
+  }
+}
 
 /** WebSocket close reasons are limited to 123 bytes of UTF-8; longer ones make `close` throw. */
 export function closeReason(text: string): string {
@@ -631,7 +719,11 @@ class AgentSession {
       try {
         this.conn = await this.hub.hello(this.ws, this.principal, hello.value);
       } catch (err) {
-        this.ws.close(CloseCode.badHandshake, closeReason(err instanceof HelloError ? err.message : "hello failed"));
+        if (err instanceof HelloError) this.ws.close(err.code, closeReason(err.message));
+        else {
+          this.ws.close(CloseCode.badHandshake, "hello failed");
+          this.hub.internalError(err, { workspaceId: this.principal.workspaceId, type: "hello" });
+        }
       }
       return;
     }

@@ -1,4 +1,7 @@
+import { LIMITS } from "@ferry/sdk/protocol";
+import { z } from "zod";
 import { HELD_STATES } from "../dispatcher.ts";
+import { DomainError } from "../errors.ts";
 import { router, scoped } from "../trpc.ts";
 import { parseJson } from "./shared.ts";
 
@@ -19,16 +22,30 @@ export const agentsRouter = router({
     ]);
     const inUse = new Map(held.map((g) => [g.agentId, g._count._all]));
     const now = Date.now();
-    return rows.map(({ poolsJson, labelsJson, tokenId: _tokenId, ...a }) => {
-      const live = ctx.dispatcher.agent(a.id);
+    // `id` is the agent's own id (what `ferry agent release` takes); the control plane's key stays inside.
+    return rows.map(({ id: key, externalId, poolsJson, labelsJson, tokenId: _tokenId, ...a }) => {
+      const live = ctx.dispatcher.agent(key);
       const remote = a.status === "ONLINE" && !!a.lastHeartbeatAt && now - a.lastHeartbeatAt.getTime() < REMOTE_HEARTBEAT_MS;
       return {
+        id: externalId,
         ...a,
         pools: parseJson<string[]>(poolsJson, []),
         labels: parseJson<Record<string, string>>(labelsJson, {}),
         connected: live ? live.open : remote,
-        inUse: live?.held.size ?? inUse.get(a.id) ?? 0,
+        inUse: live?.held.size ?? inUse.get(key) ?? 0,
       };
     });
   }),
+  /**
+   * Frees an agent id from the token that registered it, so that another agent token of the
+   * workspace can say hello with it (e.g. the agent moved to a new machine with a new token).
+   */
+  release: scoped("admin")
+    .input(z.object({ agentId: z.string().min(1).max(LIMITS.maxIdChars) }))
+    .mutation(async ({ ctx, input }) => {
+      if (!(await ctx.hub.release(ctx.principal.workspaceId, input.agentId))) {
+        throw new DomainError("NOT_FOUND", `no agent ${input.agentId} in this workspace`);
+      }
+      return { agentId: input.agentId, released: true };
+    }),
 });
