@@ -46,9 +46,12 @@ for (const provider of PROVIDERS) {
     });
 
     test("a catastrophic-backtracking pattern gets the attacker a clear error, and the victim answers within 200 ms", async () => {
-      // Warm the victim's paths first, so what is measured is the attack, not a first call's compile.
+      // Warm both tenants' paths first (first calls compile queries and code), so what is measured
+      // is the attack, not a first call's set-up; the valid run also shows the pattern still works.
       await t.victim.api.runs.list.query({ limit: 5 });
       await t.victim.api.deployments.list.query();
+      const ok = await t.attacker.api.runs.create.mutate({ deployment: "evil", parameters: { name: "aaaa" } });
+      assert.equal(ok.stateType, "SCHEDULED");
       const attack = refusal(t.attacker.api.runs.create.mutate({ deployment: "evil", parameters: { name: EVIL_INPUT } }));
       let settled = false;
       void attack.finally(() => {
@@ -73,9 +76,6 @@ for (const provider of PROVIDERS) {
       const message = await orTimeout(attack, 10_000);
       assert.notEqual(message, "timeout", "the attacker's request was not answered within 10 s");
       assert.match(message ?? "(no error)", /name: must match pattern "\^\(a\+\)\+\$"/);
-      // The same pattern still does its job for valid input.
-      const ok = await t.attacker.api.runs.create.mutate({ deployment: "evil", parameters: { name: "aaaa" } });
-      assert.equal(ok.stateType, "SCHEDULED");
     });
 
     test("the evil pattern as a patternProperties key or a propertyNames pattern is answered at once too", async () => {
