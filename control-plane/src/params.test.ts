@@ -110,6 +110,20 @@ test("a huge input against a costly pattern hits the work budget, not the event 
   assert.match(v.check(ws, s, { t: "ab".repeat(100) })[0] ?? "", /must match pattern/);
 });
 
+test("uniqueItems is linear: a large array of objects is answered at once, and duplicates are still found", () => {
+  const v = new ParamsValidator();
+  const s = JSON.stringify({ type: "object", properties: { xs: { type: "array", uniqueItems: true } } });
+  const xs = Array.from({ length: 100_000 }, (_, i) => ({ a: i, b: [i, { c: "x" }] }));
+  const { value, ms } = timed(() => v.check(ws, s, { xs }));
+  assert.deepEqual(value, []);
+  assert.ok(ms < 1000, `took ${ms} ms`);
+  const dup = v.check(ws, s, { xs: [{ a: 1, b: 2 }, 3, { b: 2, a: 1 }] });
+  assert.match(dup.join("\n"), /^xs: must NOT have duplicate items \(items ## 0 and 2 are identical\)/);
+  assert.deepEqual(v.check(ws, s, { xs: [1, "1", [1], { 1: 1 }, null, true] }), []);
+  assert.match(v.check(ws, s, { xs: [1, 2, 1.0] }).join("\n"), /duplicate items/);
+  assert.deepEqual(v.check(ws, JSON.stringify({ type: "array", uniqueItems: false }), [1, 1]), []);
+});
+
 test("an $id is not registered across schemas: no squatting, no cross-schema $ref", () => {
   const v = new ParamsValidator();
   const victim = JSON.stringify({ $id: "https://ferry.dev/victim", type: "object", properties: { secretRule: { const: 42 } } });

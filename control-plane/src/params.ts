@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
 import { Ajv2020, type ValidateFunction } from "ajv/dist/2020.js";
+import type { SchemaValidateFunction } from "ajv/dist/types/index.js";
 import { RE2JS } from "re2js";
 
 /** Caps on a tenant's parameter schema, refused at deploy time with the cap named. */
@@ -178,6 +179,46 @@ function foreignRef(node: unknown): string | undefined {
   return undefined;
 }
 
+/** A JSON value as text, object keys sorted: equal texts ⇔ equal values in JSON Schema's sense. */
+function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
+  if (value !== null && typeof value === "object") {
+    const record = value as Record<string, unknown>;
+    return `{${Object.keys(record)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonicalJson(record[k])}`)
+      .join(",")}}`;
+  }
+  return JSON.stringify(value) ?? "null";
+}
+
+/**
+ * `uniqueItems` in linear time. Ajv's own compares every pair of object items (n²): 5,000 small
+ * objects took 0.4 s, and a 4 MiB request holds 500,000 of them. Here each item's canonical
+ * text goes into a set, so the cost is the size of the input (times a log for key sorting).
+ */
+const uniqueItems: SchemaValidateFunction = (schema: unknown, data: unknown): boolean => {
+  uniqueItems.errors = [];
+  if (schema !== true || !Array.isArray(data)) return true;
+  const seen = new Map<string, number>();
+  for (const [i, item] of data.entries()) {
+    const text = canonicalJson(item);
+    const j = seen.get(text);
+    if (j !== undefined) {
+      uniqueItems.errors = [
+        {
+          keyword: "uniqueItems",
+          message: `must NOT have duplicate items (items ## ${j} and ${i} are identical)`,
+          params: { i, j },
+        },
+      ];
+      return false;
+    }
+    seen.set(text, i);
+  }
+  return true;
+};
+
 function compileSchema(schemaJson: string): Compiled {
   const invalid = (why: string): Compiled => ({ ok: false, problem: `the deployment's parameter schema is invalid: ${why}` });
   if (schemaJson.length > SCHEMA_LIMITS.maxSchemaBytes) {
@@ -201,6 +242,8 @@ function compileSchema(schemaJson: string): Compiled {
     // One Ajv per schema: its `$id`s and compiled schemas are its own and go when it goes.
     const tally = new PatternTally();
     const ajv = new Ajv2020({ ...ajvOptions, meta: false, validateSchema: false, code: { regExp: tally.engine } });
+    ajv.removeKeyword("uniqueItems");
+    ajv.addKeyword({ keyword: "uniqueItems", type: "array", schemaType: "boolean", validate: uniqueItems, errors: true });
     const validate = ajv.compile(schema as object);
     return { ok: true, validate, patterns: tally.patterns.size, instructions: tally.instructions };
   } catch (err) {
