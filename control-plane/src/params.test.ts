@@ -150,13 +150,14 @@ test("an $id is not registered across schemas: no squatting, no cross-schema $re
 });
 
 test("the cache is bounded by count and by estimated bytes", () => {
-  const byCount = new ParamsValidator({ maxEntries: 50 });
+  const byCount = new ParamsValidator({ maxEntries: 50, maxShare: 1 });
   for (let i = 0; i < 200; i++) {
     const s = JSON.stringify({ type: "object", properties: { [`p${i}`]: { type: "string", pattern: `^x${i}$` } } });
     assert.deepEqual(byCount.check(`ws-${i % 7}`, s, { [`p${i}`]: `x${i}` }), []);
   }
   assert.equal(byCount.stats().entries, 50);
-  const byBytes = new ParamsValidator({ maxBytes: 1024 * 1024 });
+  assert.ok((byCount.stats("ws-0").entries ?? 0) <= 12, JSON.stringify(byCount.stats("ws-0")));
+  const byBytes = new ParamsValidator({ maxBytes: 1024 * 1024, maxShare: 1 });
   for (let i = 0; i < 200; i++) {
     const s = JSON.stringify({ type: "object", properties: { [`p${i}`]: { type: "string" } }, description: "d".repeat(2000) });
     byBytes.check(ws, s, {});
@@ -169,6 +170,16 @@ test("the cache is bounded by count and by estimated bytes", () => {
   const last = JSON.stringify({ type: "object", properties: { p199: { type: "string" } }, description: "d".repeat(2000) });
   byBytes.check(ws, last, {});
   assert.equal(byBytes.stats().entries, entries);
+});
+
+test("one workspace cannot flush the others' schemas from the cache", () => {
+  const v = new ParamsValidator({ maxEntries: 40 });
+  const schemaNo = (i: number) => JSON.stringify({ type: "object", properties: { [`p${i}`]: { type: "integer" } } });
+  for (let i = 0; i < 5; i++) v.check("victim", schemaNo(i), {});
+  for (let i = 100; i < 400; i++) v.check("attacker", schemaNo(i), {});
+  assert.equal(v.stats("victim").entries, 5);
+  assert.equal(v.stats("attacker").entries, 10);
+  assert.equal(v.stats().entries, 15);
 });
 
 test("the byte estimate is not below the measured heap of cached validators", () => {

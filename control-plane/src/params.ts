@@ -34,6 +34,12 @@ export interface ParamsValidatorOptions {
   maxEntries?: number;
   /** Most estimated bytes kept (default 64 MiB). */
   maxBytes?: number;
+  /**
+   * Share of both bounds one workspace may fill (default 0.25): past it a workspace evicts its own
+   * least recently used schemas, so a tenant deploying thousands of schemas cannot flush the
+   * others' and make every one of their runs pay for a compile.
+   */
+  maxShare?: number;
 }
 
 /**
@@ -53,7 +59,13 @@ const MIN_PATTERN_INSTRUCTIONS = 50;
 type Compiled = { ok: true; validate: ValidateFunction; patterns: number; instructions: number } | { ok: false; problem: string };
 
 interface Entry {
+  workspaceId: string;
   compiled: Compiled;
+  bytes: number;
+}
+
+interface Usage {
+  entries: number;
   bytes: number;
 }
 
@@ -275,11 +287,15 @@ export class ParamsValidator {
   private readonly maxBytes: number;
   /** Insertion order is recency order: a hit is deleted and set again. */
   private readonly cache = new Map<string, Entry>();
-  private bytes = 0;
+  private readonly usage = new Map<string, Usage>();
+  private readonly total: Usage = { entries: 0, bytes: 0 };
+  private readonly share: Usage;
 
   constructor(options: ParamsValidatorOptions = {}) {
     this.maxEntries = options.maxEntries ?? 1000;
     this.maxBytes = options.maxBytes ?? 64 * 1024 * 1024;
+    const share = options.maxShare ?? 0.25;
+    this.share = { entries: Math.max(1, Math.floor(this.maxEntries * share)), bytes: this.maxBytes * share };
   }
 
   /** Why a schema cannot be accepted (size, a pattern, a `$ref`, not compilable), or undefined. */
@@ -321,9 +337,10 @@ export class ParamsValidator {
     return issues.length > MAX_ISSUES ? [...issues.slice(0, MAX_ISSUES), `… and ${issues.length - MAX_ISSUES} more`] : issues;
   }
 
-  /** What the cache holds now (for tests and metrics). */
-  stats(): { entries: number; estimatedBytes: number; maxEntries: number; maxBytes: number } {
-    return { entries: this.cache.size, estimatedBytes: this.bytes, maxEntries: this.maxEntries, maxBytes: this.maxBytes };
+  /** What the cache holds now, in all or for one workspace (for tests and metrics). */
+  stats(workspaceId?: string): { entries: number; estimatedBytes: number; maxEntries: number; maxBytes: number } {
+    const used = workspaceId === undefined ? this.total : (this.usage.get(workspaceId) ?? { entries: 0, bytes: 0 });
+    return { entries: used.entries, estimatedBytes: used.bytes, maxEntries: this.maxEntries, maxBytes: this.maxBytes };
   }
 
   private compiled(workspaceId: string, schemaJson: string): Compiled {
@@ -343,14 +360,36 @@ export class ParamsValidator {
         ENTRY_BYTES_PER_PATTERN * compiled.patterns +
         ENTRY_BYTES_PER_INSTRUCTION * compiled.instructions
       : 1024 + 2 * compiled.problem.length;
-    this.cache.set(key, { compiled, bytes });
-    this.bytes += bytes;
+    this.cache.set(key, { workspaceId, compiled, bytes });
+    const mine = this.usage.get(workspaceId) ?? { entries: 0, bytes: 0 };
+    this.usage.set(workspaceId, mine);
+    for (const used of [mine, this.total]) {
+      used.entries += 1;
+      used.bytes += bytes;
+    }
+    // Oldest first (Map order); the new entry is last, so reaching it means nothing older is left.
     for (const [oldest, entry] of this.cache) {
-      if (this.cache.size <= this.maxEntries && this.bytes <= this.maxBytes) break;
-      if (oldest === key) break;
-      this.cache.delete(oldest);
-      this.bytes -= entry.bytes;
+      if (oldest === key || !this.over(mine, this.share)) break;
+      if (entry.workspaceId === workspaceId) this.evict(oldest, entry);
+    }
+    for (const [oldest, entry] of this.cache) {
+      if (oldest === key || !this.over(this.total, { entries: this.maxEntries, bytes: this.maxBytes })) break;
+      this.evict(oldest, entry);
     }
     return compiled;
+  }
+
+  private over(used: Usage, bound: Usage): boolean {
+    return used.entries > bound.entries || used.bytes > bound.bytes;
+  }
+
+  private evict(key: string, entry: Entry): void {
+    this.cache.delete(key);
+    const theirs = this.usage.get(entry.workspaceId);
+    for (const used of theirs ? [theirs, this.total] : [this.total]) {
+      used.entries -= 1;
+      used.bytes -= entry.bytes;
+    }
+    if (theirs && theirs.entries === 0) this.usage.delete(entry.workspaceId);
   }
 }
