@@ -126,7 +126,7 @@ export const backfillsRouter = router({
         throw new DomainError("INVALID_PARAMETERS", `the range holds more than ${MAX_BACKFILL_SLOTS} slots: narrow it`);
       }
       const parameters = { ...scheduleParams, ...(input.parameters ?? {}) };
-      const issues = ctx.params.check(deployment.paramsSchemaJson, {
+      const issues = ctx.params.check(workspaceId, deployment.paramsSchemaJson, {
         ...parseJson<Record<string, unknown>>(deployment.defaultParamsJson, {}),
         ...parameters,
       });

@@ -125,6 +125,10 @@ export const deploymentsRouter = router({
     .input(DeploymentInput)
     .mutation(async ({ ctx, input }) => {
       const workspaceId = ctx.principal.workspaceId;
+      const paramsSchemaJson = JSON.stringify(input.paramsSchema);
+      // Refused here, with the cap or the reason named, rather than on every run of the deployment.
+      const problem = ctx.params.schemaProblem(workspaceId, paramsSchemaJson);
+      if (problem) throw new DomainError("INVALID_PARAMETERS", problem, [problem]);
       const flow = await ctx.db.flow.upsert({
         where: { workspaceId_name: { workspaceId, name: input.flowName } },
         create: { id: newId(), workspaceId, name: input.flowName },
@@ -135,7 +139,7 @@ export const deploymentsRouter = router({
         flowName: input.flowName,
         description: input.description ?? null,
         entrypoint: input.entrypoint,
-        paramsSchemaJson: JSON.stringify(input.paramsSchema),
+        paramsSchemaJson,
         defaultParamsJson: JSON.stringify(input.defaultParams),
         workPool: input.workPool,
         tagsJson: JSON.stringify(input.tags),

@@ -47,7 +47,7 @@ export function scheduleSpecOf(input: ScheduleInput, now: Date): ScheduleSpec {
 /** Checks a schedule against its deployment (expression, time zone, parameters); returns the row's columns. */
 export function scheduleColumns(
   ctx: Pick<Context, "params" | "quotas">,
-  deployment: { name: string; paramsSchemaJson: string; defaultParamsJson: string },
+  deployment: { workspaceId: string; name: string; paramsSchemaJson: string; defaultParamsJson: string },
   input: ScheduleInput,
   now: Date,
 ) {
@@ -67,7 +67,7 @@ export function scheduleColumns(
   }
   checkParametersSize(ctx.quotas, input.parameters);
   const parameters = { ...parseJson<Record<string, unknown>>(deployment.defaultParamsJson, {}), ...input.parameters };
-  const issues = ctx.params.check(deployment.paramsSchemaJson, parameters);
+  const issues = ctx.params.check(deployment.workspaceId, deployment.paramsSchemaJson, parameters);
   if (issues.length) {
     throw new DomainError(
       "INVALID_PARAMETERS",
