@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import { Ajv2020, type ValidateFunction } from "ajv/dist/2020.js";
 import type { SchemaValidateFunction } from "ajv/dist/types/index.js";
 import { RE2JS } from "re2js";
+import { checkParametersSize, DEFAULT_QUOTAS } from "./quotas.ts";
 
 /** Caps on a tenant's parameter schema, refused at deploy time with the cap named. */
 export const SCHEMA_LIMITS = {
@@ -40,6 +41,8 @@ export interface ParamsValidatorOptions {
    * others' and make every one of their runs pay for a compile.
    */
   maxShare?: number;
+  /** Largest parameters of a run, as JSON bytes (the operator's quota; default DEFAULT_QUOTAS'). */
+  maxParametersBytes?: number;
 }
 
 /**
@@ -291,7 +294,10 @@ export class ParamsValidator {
   private readonly total: Usage = { entries: 0, bytes: 0 };
   private readonly share: Usage;
 
+  private readonly maxParametersBytes: number;
+
   constructor(options: ParamsValidatorOptions = {}) {
+    this.maxParametersBytes = options.maxParametersBytes ?? DEFAULT_QUOTAS.maxParametersBytes;
     this.maxEntries = options.maxEntries ?? 1000;
     this.maxBytes = options.maxBytes ?? 64 * 1024 * 1024;
     const share = options.maxShare ?? 0.25;
@@ -305,6 +311,15 @@ export class ParamsValidator {
   }
 
   /** Returns one line per problem; empty when the parameters are valid. */
+  /**
+   * Fails (QUOTA_EXCEEDED) when a run's parameters are larger than the quota: every way a run
+   * is made (API, schedule, backfill, a trigger mapping a webhook's or an event's payload)
+   * passes here before its schema check, so no path stores megabytes a list would carry.
+   */
+  checkSize(parameters: unknown): void {
+    checkParametersSize({ maxParametersBytes: this.maxParametersBytes }, parameters);
+  }
+
   check(workspaceId: string, schemaJson: string, params: unknown): string[] {
     const compiled = this.compiled(workspaceId, schemaJson);
     if (!compiled.ok) return [compiled.problem];

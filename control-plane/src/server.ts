@@ -151,7 +151,8 @@ async function start(database: OpenDatabase, metrics: ControlPlaneMetrics, optio
     onIngested: (kind, count) => (kind === "events" ? metrics.runEvents : metrics.logLines).inc(count),
   });
   metrics.observe(databaseSources(db, () => hub.connectedCount()));
-  const params = new ParamsValidator();
+  const quotas: Quotas = { ...DEFAULT_QUOTAS, ...options.quotas };
+  const params = new ParamsValidator({ maxParametersBytes: quotas.maxParametersBytes });
   const scheduler = new Scheduler(
     db,
     params,
@@ -175,7 +176,6 @@ async function start(database: OpenDatabase, metrics: ControlPlaneMetrics, optio
     onDelivery: (outcome) => metrics.notificationDeliveries.inc({ outcome }),
     secrets,
   });
-  const quotas: Quotas = { ...DEFAULT_QUOTAS, ...options.quotas };
   const services: Services = {
     db,
     provider: database.provider,

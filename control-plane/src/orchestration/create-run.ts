@@ -72,6 +72,7 @@ export async function createFlowRun(db: Db, params: ParamsValidator, input: NewR
   const existing = await earlier();
   if (existing) return { run: existing, created: false };
   const parameters = { ...parseJson<Record<string, unknown>>(deployment.defaultParamsJson, {}), ...input.parameters };
+  params.checkSize(parameters);
   const issues = params.check(workspaceId, deployment.paramsSchemaJson, parameters);
   if (issues.length) {
     throw new DomainError(

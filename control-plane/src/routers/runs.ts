@@ -7,7 +7,7 @@ import { loadRunGraph } from "../graph.ts";
 import { createFlowRun } from "../orchestration/create-run.ts";
 import { readDeployment } from "../orchestration/flow-run-sql.ts";
 import { currentState, proposeFlowRunState, retryFlowRun } from "../orchestration/flow-runs.ts";
-import { checkParametersSize, quotaExceeded } from "../quotas.ts";
+import { quotaExceeded } from "../quotas.ts";
 import { redactParameters } from "../secret-params.ts";
 import { containsFilter, exactPage, hasTag } from "../text-match.ts";
 import { router, scoped } from "../trpc.ts";
@@ -23,7 +23,6 @@ export const CreateRunInput = z.object({
 
 async function createRun(ctx: Context & { principal: NonNullable<Context["principal"]> }, input: z.infer<typeof CreateRunInput>) {
   const workspaceId = ctx.principal.workspaceId;
-  checkParametersSize(ctx.quotas, input.parameters);
   if (!ctx.runCreates.take(workspaceId)) {
     throw quotaExceeded(
       "runCreatesPerSecond",
