@@ -34,6 +34,8 @@ export interface DispatcherOptions {
 
 /** Longest single sleep until the next scheduled run is due; re-checked after it. */
 const MAX_WAKE_MS = 60_000;
+/** Runs one workspace claims in one dispatch pass before the next workspace's turn. */
+export const CLAIMS_PER_PASS = 64;
 
 /**
  * Pushes due runs to connected agents the moment there is work and capacity. Every event
@@ -45,6 +47,8 @@ export class Dispatcher {
   private readonly agents = new Map<string, AgentConnection>();
   private running = false;
   private again = false;
+  /** Which workspace a pass starts at (round robin). */
+  private turn = 0;
   private wake: NodeJS.Timeout | undefined;
   private stopped = false;
   private readonly unsubscribe: () => void;
@@ -136,14 +140,20 @@ export class Dispatcher {
       byWorkspace.set(a.workspaceId, list);
     }
     let nextDue: Date | undefined;
-    for (const [workspaceId, agents] of byWorkspace) {
+    // Fair across workspaces: each pass starts at the next workspace, and one workspace claims
+    // at most CLAIMS_PER_PASS runs before the others get their turn (another pass serves the
+    // rest), so one tenant's backlog or agent capacity never holds up another's dispatch.
+    const workspaces = [...byWorkspace];
+    const first = workspaces.length ? this.turn++ % workspaces.length : 0;
+    for (const [workspaceId, agents] of [...workspaces.slice(first), ...workspaces.slice(0, first)]) {
       const pools = [...new Set(agents.flatMap((a) => a.pools))];
       const free = agents.reduce((n, a) => n + Math.max(0, a.free), 0);
       const now = new Date();
       if (free > 0) {
         const sql = sqlOf(this.db);
+        const share = Math.min(free, CLAIMS_PER_PASS);
         // Look past runs held back by a concurrency limit, so they do not block the queue.
-        const runs = await readDueRuns(sql, workspaceId, pools, now, free * 4 + 20);
+        const runs = await readDueRuns(sql, workspaceId, pools, now, share * 4 + 20);
         const deployments = await readDeployments(sql, [
           ...new Set(runs.flatMap((r) => (r.deploymentId ? [r.deploymentId] : []))),
         ]);
@@ -152,12 +162,19 @@ export class Dispatcher {
           deployment: (r.deploymentId && deployments.get(r.deploymentId)) || null,
         }));
         const limits = due.length ? await this.limits(workspaceId, due) : undefined;
+        let claimed = 0;
         for (const run of due) {
           if (limits && !(await limits.admit(run))) continue;
           const candidates = agents.filter((a) => a.open && a.free > 0 && a.pools.includes(run.workPool));
           const agent = candidates.sort((x, y) => y.free - x.free)[0];
           if (!agent) continue;
-          if (await this.claim(run, agent)) limits?.taken(run);
+          if (await this.claim(run, agent)) {
+            limits?.taken(run);
+            if (++claimed >= CLAIMS_PER_PASS) {
+              this.again = true; // its share of this pass is used: the next pass goes on
+              break;
+            }
+          }
           if (!agents.some((a) => a.open && a.free > 0)) break;
         }
       }
