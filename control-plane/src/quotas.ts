@@ -26,6 +26,12 @@ export const Quotas = z.object({
   runCreatesPerSecond: z.number().int().min(1).max(1_000_000).default(200),
   /** Runs a workspace may create in a burst above the sustained rate. */
   runCreateBurst: z.number().int().min(1).max(1_000_000).default(1_000),
+  /** Flow runs one agent may hold at once (its hello's capacity; `ferry agent start --concurrency`). */
+  maxAgentCapacity: z.number().int().min(1).max(10_000).default(1_000),
+  /** Agents one token may run, counting those seen in the last day. */
+  maxAgentsPerToken: z.number().int().min(1).max(100_000).default(100),
+  /** Open agent connections of one token, per control-plane process. */
+  maxSocketsPerToken: z.number().int().min(1).max(100_000).default(100),
   /** Calls in one batched API request (tRPC batch). */
   /** Calls in one batched API request (tRPC batch; the web app sends at most 10). */
   maxBatchSize: z.number().int().min(10).max(1_000).default(20),

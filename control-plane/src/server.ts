@@ -136,6 +136,7 @@ async function start(database: OpenDatabase, metrics: ControlPlaneMetrics, optio
   }
 
   const replicaId = newReplicaId();
+  const quotas: Quotas = { ...DEFAULT_QUOTAS, ...options.quotas };
   const auth = new Authenticator(db, await sessionKey(db, secrets));
   const dispatcher = new Dispatcher(db, logger.child({ component: "dispatcher" }), {
     leaseMs,
@@ -149,9 +150,9 @@ async function start(database: OpenDatabase, metrics: ControlPlaneMetrics, optio
     onPublished: (workspaceId, events) => triggers.onPublished(workspaceId, events),
     onMessage: (direction, type) => metrics.agentMessages.inc({ direction, type }),
     onIngested: (kind, count) => (kind === "events" ? metrics.runEvents : metrics.logLines).inc(count),
+    quotas,
   });
   metrics.observe(databaseSources(db, () => hub.connectedCount()));
-  const quotas: Quotas = { ...DEFAULT_QUOTAS, ...options.quotas };
   const params = new ParamsValidator({ maxParametersBytes: quotas.maxParametersBytes });
   const scheduler = new Scheduler(
     db,

@@ -81,7 +81,13 @@ export function histogramQuantiles(
 
 /**
  * `ferry server start` flags of a benchmark's control plane: the per-workspace run-creation
- * rate is a tenant quota (control-plane/src/quotas.ts), not the figure being measured, so the
- * benches that create runs as fast as they can lift it.
+ * rate and agents per token are tenant quotas (control-plane/src/quotas.ts), not the figures
+ * being measured, so the benches that create runs as fast as they can, or connect 1,000 agents
+ * with one token, lift them.
  */
-export const BENCH_SERVER_ARGS = ["--quota", "runCreatesPerSecond=1000000", "--quota", "runCreateBurst=1000000"];
+export const BENCH_SERVER_ARGS = [
+  "runCreatesPerSecond=1000000",
+  "runCreateBurst=1000000",
+  "maxAgentsPerToken=100000",
+  "maxSocketsPerToken=100000",
+].flatMap((q) => ["--quota", q]);

@@ -5,7 +5,9 @@
  */
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
+import { AGENT_WS_PATH, CloseCode, PROTOCOL_VERSION } from "@ferry/sdk/protocol";
 import { deployFixtures, ferry, PROVIDERS, postgresUnavailable } from "../e2e/harness.ts";
+import { FuzzSocket } from "../fuzz/agent-socket.ts";
 import { useTenants } from "./tenants.ts";
 
 const QUOTAS = [
@@ -19,7 +21,47 @@ const QUOTAS = [
   "maxActiveBackfills=1",
   "--quota",
   "maxBatchSize=10",
+  "--quota",
+  "maxAgentCapacity=50",
+  "--quota",
+  "maxAgentsPerToken=2",
+  "--quota",
+  "maxSocketsPerToken=3",
 ];
+
+/** A raw agent connection: opens with `token`, says hello, and resolves on welcome or close. */
+async function hello(
+  serverUrl: string,
+  token: string,
+  agentId: string,
+  capacity = 4,
+): Promise<{ socket: FuzzSocket; outcome: { kind: "welcome" } | { kind: "close"; code: number; reason: string } }> {
+  const opened = await FuzzSocket.open(`${serverUrl.replace(/^http/, "ws")}${AGENT_WS_PATH}`, {
+    authorization: `Bearer ${token}`,
+  });
+  if (!opened.ok) throw new Error(`upgrade refused: ${opened.refused}`);
+  const { socket } = opened;
+  socket.sendText(
+    JSON.stringify({
+      type: "hello",
+      v: PROTOCOL_VERSION,
+      agentId,
+      name: agentId,
+      pools: ["quota"],
+      capacity,
+      labels: {},
+      version: "test",
+      inFlight: [],
+    }),
+  );
+  for (;;) {
+    const e = await socket.next(10_000);
+    if (!e) throw new Error(`no answer to the hello of ${agentId}`);
+    if (e.kind === "close") return { socket, outcome: { kind: "close", code: e.code, reason: e.reason } };
+    const frame = e.value as { type?: string } | undefined;
+    if (frame?.type === "welcome") return { socket, outcome: { kind: "welcome" } };
+  }
+}
 
 for (const provider of PROVIDERS) {
   const skip = provider === "postgresql" ? await postgresUnavailable() : undefined;
@@ -113,6 +155,35 @@ for (const provider of PROVIDERS) {
         { headers: { authorization: `Bearer ${t.attacker.token}` } },
       );
       assert.equal(ok.status, 200);
+    });
+
+    test("agents: capacity, agents per token and open connections per token are bounded", async () => {
+      const token = (await t.attacker.api.tokens.create.mutate({ name: "agents", scopes: ["agent"] })).secret;
+      const big = await hello(t.server.url, token, "big", 51);
+      assert.deepEqual(big.outcome, {
+        kind: "close",
+        code: CloseCode.forbidden,
+        reason: "capacity 51 is over the quota maxAgentCapacity = 50: lower --concurrency",
+      });
+      const first = await hello(t.server.url, token, "a1");
+      const second = await hello(t.server.url, token, "a2");
+      assert.deepEqual([first.outcome.kind, second.outcome.kind], ["welcome", "welcome"]);
+      const third = await hello(t.server.url, token, "a3");
+      assert.equal(third.outcome.kind, "close");
+      assert.match(third.outcome.kind === "close" ? third.outcome.reason : "", /quota maxAgentsPerToken/);
+      // A known agent reconnects (its id is counted already); another token has its own allowance.
+      second.socket.close();
+      assert.equal((await hello(t.server.url, token, "a2")).outcome.kind, "welcome");
+      const other = (await t.attacker.api.tokens.create.mutate({ name: "agents-2", scopes: ["agent"] })).secret;
+      assert.equal((await hello(t.server.url, other, "b1")).outcome.kind, "welcome");
+      // Two of the token's connections are open (a1 and a2's second): the third socket is the last allowed.
+      const extra = await FuzzSocket.open(`${t.server.url.replace(/^http/, "ws")}${AGENT_WS_PATH}`, {
+        authorization: `Bearer ${token}`,
+      });
+      assert.ok(extra.ok);
+      const over = await hello(t.server.url, token, "a1");
+      assert.equal(over.outcome.kind, "close");
+      assert.match(over.outcome.kind === "close" ? over.outcome.reason : "", /quota maxSocketsPerToken/);
     });
 
     test("an unknown or malformed --quota stops the server with a clear message", async () => {

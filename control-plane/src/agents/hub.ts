@@ -29,6 +29,7 @@ import { newId } from "../ids.ts";
 import type { Logger } from "../logger.ts";
 import { lostRunState, proposeFlowRunState } from "../orchestration/flow-runs.ts";
 import { applyLogs, applyRunEvents, type RootRun, RunTree, taskRunsOfAttempt } from "../orchestration/run-events.ts";
+import { DEFAULT_QUOTAS, type Quotas } from "../quotas.ts";
 import type { TagSlots } from "../slots.ts";
 import { AgentConnection } from "./connection.ts";
 
@@ -47,7 +48,12 @@ export interface HubOptions {
   onMessage?: (direction: "in" | "out", type: string) => void;
   /** Told how many run events and log lines an agent's accepted report carried. */
   onIngested?: (kind: "events" | "logs", count: number) => void;
+  /** What one token's agents may ask for (default: DEFAULT_QUOTAS). */
+  quotas?: Pick<Quotas, "maxAgentCapacity" | "maxAgentsPerToken" | "maxSocketsPerToken">;
 }
+
+/** How far back an agent counts toward its token's maxAgentsPerToken (ids of agents long gone do not). */
+const AGENT_SEEN_WINDOW_MS = 86_400_000;
 
 /** Messages queued per connection before it is closed for flooding. */
 const MAX_QUEUED = 10_000;
@@ -94,6 +100,9 @@ export class AgentHub {
   }
 
   private readonly unsubscribe: () => void;
+  private get quotas(): Pick<Quotas, "maxAgentCapacity" | "maxAgentsPerToken" | "maxSocketsPerToken"> {
+    return this.options.quotas ?? DEFAULT_QUOTAS;
+  }
   private liveness: NodeJS.Timeout | undefined;
   /** Agents that heartbeated since the last flush (see flushBeats). */
   private readonly beats = new Set<string>();
@@ -172,6 +181,13 @@ export class AgentHub {
       return;
     }
     const tokenSockets = this.byToken.get(auth.principal.tokenId) ?? new Set();
+    if (tokenSockets.size >= this.quotas.maxSocketsPerToken) {
+      ws.close(
+        CloseCode.forbidden,
+        closeReason(`this token has ${tokenSockets.size} agent connections open (quota maxSocketsPerToken)`),
+      );
+      return;
+    }
     tokenSockets.add(ws);
     this.byToken.set(auth.principal.tokenId, tokenSockets);
     ws.on("close", () => tokenSockets.delete(ws));
@@ -186,6 +202,13 @@ export class AgentHub {
 
   async hello(ws: WebSocket, principal: Principal, hello: Hello): Promise<AgentConnection> {
     const now = new Date();
+    // A capacity of thousands would make every dispatch pass read that many of the workspace's runs.
+    if (hello.capacity > this.quotas.maxAgentCapacity) {
+      throw new HelloError(
+        `capacity ${hello.capacity} is over the quota maxAgentCapacity = ${this.quotas.maxAgentCapacity}: lower --concurrency`,
+        CloseCode.forbidden,
+      );
+    }
     // The binding is checked before anything else: a refused hello leaves the agent that owns
     // the id connected, with its runs.
     const key = await this.register(principal, hello, now);
@@ -260,6 +283,19 @@ export class AgentHub {
         select: { id: true, tokenId: true },
       });
       if (!existing) {
+        const seen = await this.db.agent.count({
+          where: {
+            workspaceId,
+            tokenId: principal.tokenId,
+            lastHeartbeatAt: { gte: new Date(now.getTime() - AGENT_SEEN_WINDOW_MS) },
+          },
+        });
+        if (seen >= this.quotas.maxAgentsPerToken) {
+          throw new HelloError(
+            `this token ran ${seen} agents in the last day (quota maxAgentsPerToken): reuse an agent id (--state-dir) or use another token`,
+            CloseCode.forbidden,
+          );
+        }
         const id = newId();
         try {
           await this.db.agent.create({ data: { id, workspaceId, externalId: hello.agentId, ...data } });
