@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
+import { realpathSync } from "node:fs";
 import { resolve, sep } from "node:path";
 import { createInterface } from "node:readline";
 import {
@@ -53,12 +54,23 @@ const OUTPUT_DRAIN_MS = 25;
 
 /**
  * The absolute path of a deployment's entrypoint inside the work directory, or undefined when
- * it points outside it (entrypoints may not leave the work directory).
+ * it points outside it (entrypoints may not leave the work directory). Checked twice: as
+ * written (`../`), and as the file system resolves it, so a symbolic link inside the work
+ * directory (to a file, or a folder on the way) cannot lead out of it. A path that does not
+ * exist passes the second check (the run then fails to find its module).
  */
 export function resolveEntrypoint(workDir: string, entrypoint: string): string | undefined {
   const root = resolve(workDir);
   const path = resolve(root, entrypoint);
-  return path.startsWith(`${root}${sep}`) ? path : undefined;
+  if (!path.startsWith(`${root}${sep}`)) return undefined;
+  let real: string;
+  try {
+    real = realpathSync(path);
+  } catch {
+    return path;
+  }
+  const realRoot = realpathSync(root);
+  return real.startsWith(`${realRoot}${sep}`) ? path : undefined;
 }
 
 /** What a flow child reports; the owner (the warm pool while idle, a FlowProcess while it runs) swaps these. */

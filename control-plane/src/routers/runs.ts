@@ -34,7 +34,12 @@ async function createRun(ctx: Context & { principal: NonNullable<Context["princi
     const existing = await ctx.db.flowRun.findUnique({
       where: { workspaceId_idempotencyKey: { workspaceId, idempotencyKey: input.idempotencyKey } },
     });
-    if (existing) return { run: existing, created: false };
+    if (existing) {
+      const of = existing.deploymentId
+        ? await ctx.db.deployment.findUnique({ where: { id: existing.deploymentId }, select: { paramsSchemaJson: true } })
+        : null;
+      return { run: existing, created: false, paramsSchemaJson: of?.paramsSchemaJson };
+    }
   }
   const deployment = await readDeployment(sqlOf(ctx.db), workspaceId, input.deployment);
   if (!deployment) throw new DomainError("NOT_FOUND", `no deployment named "${input.deployment}"`);
@@ -57,7 +62,8 @@ async function createRun(ctx: Context & { principal: NonNullable<Context["princi
     }
   }
   if (outcome.created && !reservation) ctx.dispatcher.kick();
-  return outcome;
+  // The schema read above marks what the answer redacts (no second read of the deployment).
+  return { ...outcome, paramsSchemaJson: deployment.paramsSchemaJson };
 }
 
 /** A run as the API shows it; `paramsSchemaJson` (its deployment's) marks the parameters shown redacted (secret-params.ts). */
@@ -121,11 +127,8 @@ export const runsRouter = router({
   create: scoped("write")
     .input(CreateRunInput)
     .mutation(async ({ ctx, input }) => {
-      const { run, created } = await createRun(ctx, input);
-      const deployment = run.deploymentId
-        ? await ctx.db.deployment.findUnique({ where: { id: run.deploymentId }, select: { paramsSchemaJson: true } })
-        : null;
-      return { ...present(run, deployment?.paramsSchemaJson), created };
+      const { run, created, paramsSchemaJson } = await createRun(ctx, input);
+      return { ...present(run, paramsSchemaJson), created };
     }),
 
   list: scoped("read")
