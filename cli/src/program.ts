@@ -514,7 +514,7 @@ export function buildProgram(): Command {
     if (flags.json) {
       const taskRuns = await api.taskRuns.list.query({ flowRunId: id, limit: 5000 });
       const edges = await api.taskRuns.edges.query({ flowRunId: id });
-      return printJson({ ...run, taskRuns: taskRuns.items, edges });
+      return printJson({ ...run, taskRuns: taskRuns.items, edges: edges.items });
     }
     process.stdout.write(
       `${run.name} (${run.id})\n  flow: ${run.flow.name}  deployment: ${run.deployment?.name ?? "-"}\n  state: ${run.stateName} (${run.stateType})${run.stateMessage ? `: ${run.stateMessage}` : ""}\n  attempt: ${run.attempt}  agent: ${run.agentName ?? "-"}\n  parameters: ${JSON.stringify(run.parameters)}\n  task runs: ${JSON.stringify(run.taskRunCounts)}\n  history:\n`,
@@ -945,7 +945,15 @@ export function buildProgram(): Command {
       );
     });
   apiOptions(token.command("list")).action(async (flags) => {
-    const rows = await client(flags).tokens.list.query();
+    // Every page: a workspace's tokens, revoked ones included, are few enough to print.
+    const api = client(flags);
+    const rows = [];
+    let cursor: string | undefined;
+    do {
+      const page = await api.tokens.list.query({ limit: 500, ...(cursor ? { cursor } : {}) });
+      rows.push(...page.items);
+      cursor = page.nextCursor;
+    } while (cursor);
     if (flags.json) return printJson(rows);
     printTable(rows, ["id", "name", "prefix", "scopes", "expiresAt", "revokedAt", "lastUsedAt"]);
   });

@@ -26,6 +26,10 @@ export const Quotas = z.object({
   runCreatesPerSecond: z.number().int().min(1).max(1_000_000).default(200),
   /** Runs a workspace may create in a burst above the sustained rate. */
   runCreateBurst: z.number().int().min(1).max(1_000_000).default(1_000),
+  /** Notification channels of a workspace (the channel list is bounded by it). */
+  maxNotificationChannels: z.number().int().min(1).max(10_000).default(100),
+  /** Notification rules of a workspace (the rule list is bounded by it; the alert outbox reads a workspace's rules per alerting state). */
+  maxNotificationRules: z.number().int().min(1).max(10_000).default(500),
   /** Flow runs one agent may hold at once (its hello's capacity; `ferry agent start --concurrency`). */
   maxAgentCapacity: z.number().int().min(1).max(10_000).default(1_000),
   /** Agents one token may run, counting those seen in the last day. */

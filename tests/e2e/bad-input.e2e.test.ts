@@ -405,7 +405,7 @@ for (const provider of PROVIDERS) {
         /no logs visible/,
       );
       const ownTokens = await otherApi.tokens.list.query();
-      assert.equal(ownTokens.length, 1);
+      assert.equal(ownTokens.items.length, 1);
     });
   });
 }

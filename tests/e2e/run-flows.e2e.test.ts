@@ -66,7 +66,7 @@ for (const provider of PROVIDERS) {
       assert.equal(taskRuns.length, 5);
       assert.ok(taskRuns.every((t) => t.stateType === "COMPLETED"));
 
-      const edges = await server().api.taskRuns.edges.query({ flowRunId: run.id });
+      const edges = (await server().api.taskRuns.edges.query({ flowRunId: run.id })).items;
       const intoPick = edges.filter((e) => e.downstreamId === pick.id).map((e) => e.upstreamId);
       assert.deepEqual(intoPick.sort(), trains.map((t) => t.id).sort());
       assert.deepEqual(
@@ -105,7 +105,7 @@ for (const provider of PROVIDERS) {
       const wrapper = taskRuns.find((t) => t.taskKey === "flow:child");
       assert.ok(wrapper?.childFlowRunId);
       assert.equal(taskRuns.length, 26);
-      const edges = await server().api.taskRuns.edges.query({ flowRunId: run.id });
+      const edges = (await server().api.taskRuns.edges.query({ flowRunId: run.id })).items;
       assert.equal(edges.filter((e) => e.downstreamId === wrapper.id).length, 25);
 
       const children = await server().api.runs.list.query({ parentFlowRunId: run.id });

@@ -360,7 +360,13 @@ async function listAll(server: Server) {
     cursor = page.nextCursor;
   }
   const deployments = (await server.api.deployments.list.query({ limit: 500 })).map((d) => d.name);
-  const tokens = (await server.api.tokens.list.query()).map((t) => t.id);
+  const tokens: string[] = [];
+  let tokenCursor: string | undefined;
+  do {
+    const page = await server.api.tokens.list.query({ limit: 500, ...(tokenCursor ? { cursor: tokenCursor } : {}) });
+    tokens.push(...page.items.map((t) => t.id));
+    tokenCursor = page.nextCursor;
+  } while (tokenCursor);
   return { runs, deployments, tokens };
 }
 

@@ -389,7 +389,7 @@ for (const provider of PROVIDERS) {
     });
 
     test("a revoked token's agent id can be taken by another token of the workspace (token rotation)", async () => {
-      const holder = (await t.victim.api.tokens.list.query()).find((k) => k.name === "victim-agent-b");
+      const holder = (await t.victim.api.tokens.list.query()).items.find((k) => k.name === "victim-agent-b");
       assert.ok(holder);
       await t.victim.api.tokens.revoke.mutate({ id: holder.id });
       const rotated = await connect(tokens.victimA, "victim-box");

@@ -22,6 +22,8 @@ const QUOTAS = [
   "--quota",
   "maxBatchSize=10",
   "--quota",
+  "maxNotificationChannels=1",
+  "--quota",
   "maxAgentCapacity=50",
   "--quota",
   "maxAgentsPerToken=2",
@@ -184,6 +186,31 @@ for (const provider of PROVIDERS) {
       const over = await hello(t.server.url, token, "a1");
       assert.equal(over.outcome.kind, "close");
       assert.match(over.outcome.kind === "close" ? over.outcome.reason : "", /quota maxSocketsPerToken/);
+    });
+
+    test("lists are bounded: notification channels by a quota, tokens a page at a time", async () => {
+      await t.attacker.api.notifications.createChannel.mutate({ kind: "slack", name: "one", url: "https://hooks.example.com/a" });
+      await assert.rejects(
+        t.attacker.api.notifications.createChannel.mutate({ kind: "slack", name: "two", url: "https://hooks.example.com/b" }),
+        /this workspace has 1 channels \(quota maxNotificationChannels = 1/,
+      );
+      assert.equal((await t.attacker.api.notifications.channels.query()).length, 1);
+      const seen = new Set<string>();
+      let cursor: string | undefined;
+      let pages = 0;
+      do {
+        const page = await t.attacker.api.tokens.list.query({ limit: 1, ...(cursor ? { cursor } : {}) });
+        assert.ok(page.items.length <= 1);
+        for (const k of page.items) seen.add(k.id);
+        cursor = page.nextCursor;
+        pages++;
+      } while (cursor && pages < 50);
+      assert.ok(seen.size >= 3 && pages === seen.size, `${seen.size} tokens over ${pages} pages`);
+      const victims = await t.victim.api.tokens.list.query({ limit: 1 });
+      await assert.rejects(
+        t.attacker.api.tokens.list.query({ limit: 1, cursor: victims.items[0]?.id ?? "" }),
+        /cursor names no row/,
+      );
     });
 
     test("an unknown or malformed --quota stops the server with a clear message", async () => {

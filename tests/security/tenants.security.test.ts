@@ -9,8 +9,8 @@ for (const provider of PROVIDERS) {
   describe(`two tenants on one control plane (${provider})`, { skip }, () => {
     const t = useTenants(provider, skip);
     test("each tenant's tokens see only their own workspace", async () => {
-      const mine = await t.victim.api.tokens.list.query();
-      const theirs = await t.attacker.api.tokens.list.query();
+      const mine = (await t.victim.api.tokens.list.query()).items;
+      const theirs = (await t.attacker.api.tokens.list.query()).items;
       assert.ok(mine.length >= 1 && theirs.length >= 1);
       const ids = new Set(mine.map((k) => k.id));
       assert.ok(

@@ -41,7 +41,7 @@ export type LogRow = LogPage["items"][number];
 export type Deployment = Out<FerryApi["deployments"]["list"]["query"]>[number];
 export type FlowRow = Out<FerryApi["flows"]["list"]["query"]>[number];
 export type AgentRow = Out<FerryApi["agents"]["list"]["query"]>[number];
-export type TokenRow = Out<FerryApi["tokens"]["list"]["query"]>[number];
+export type TokenRow = Out<FerryApi["tokens"]["list"]["query"]>["items"][number];
 export type WhoAmI = Out<FerryApi["auth"]["whoami"]["query"]>;
 
 /** The credential was refused (missing, invalid, expired or revoked): the user has to sign in again. */

@@ -6,6 +6,7 @@ import { DomainError } from "../errors.ts";
 import { newId } from "../ids.ts";
 import { DELIVERY_REASONS } from "../notifications/notifier.ts";
 import { ALERT_EVENTS, type AlertEvent } from "../notifications/payloads.ts";
+import { quotaExceeded } from "../quotas.ts";
 import { channelTarget, sealChannelConfig, storedChannelTarget } from "../secrets.ts";
 import { router, scoped } from "../trpc.ts";
 import { IdInput, parseJson } from "./shared.ts";
@@ -53,6 +54,14 @@ export const notificationsRouter = router({
     .mutation(async ({ ctx, input }) => {
       const workspaceId = ctx.principal.workspaceId;
       checkChannelUrl(ctx.notifier.egress, input.url);
+      const channels = await ctx.db.notificationChannel.count({ where: { workspaceId } });
+      if (channels >= ctx.quotas.maxNotificationChannels) {
+        throw quotaExceeded(
+          "maxNotificationChannels",
+          ctx.quotas.maxNotificationChannels,
+          `this workspace has ${channels} channels`,
+        );
+      }
       const secret = input.kind === "webhook" ? (input.secret ?? `fns_${randomBytes(24).toString("base64url")}`) : undefined;
       const config =
         input.kind === "slack"
@@ -82,9 +91,11 @@ export const notificationsRouter = router({
     }),
 
   channels: scoped("read").query(async ({ ctx }) => {
+    // Bounded by the channels quota (checked on create): one page holds them all.
     const rows = await ctx.db.notificationChannel.findMany({
       where: { workspaceId: ctx.principal.workspaceId },
       orderBy: { createdAt: "asc" },
+      take: ctx.quotas.maxNotificationChannels,
     });
     // Never the settings: only where the channel goes (scheme and host), kept in clear for this.
     return rows.map((r) => ({
@@ -130,6 +141,10 @@ export const notificationsRouter = router({
     )
     .mutation(async ({ ctx, input }) => {
       const workspaceId = ctx.principal.workspaceId;
+      const rules = await ctx.db.notificationRule.count({ where: { workspaceId } });
+      if (rules >= ctx.quotas.maxNotificationRules) {
+        throw quotaExceeded("maxNotificationRules", ctx.quotas.maxNotificationRules, `this workspace has ${rules} rules`);
+      }
       const channel = await ctx.db.notificationChannel.findFirst({
         where: { workspaceId, OR: [{ id: input.channel }, { name: input.channel }] },
       });
@@ -159,6 +174,8 @@ export const notificationsRouter = router({
       where: { workspaceId: ctx.principal.workspaceId },
       include: { channel: { select: { name: true, kind: true } } },
       orderBy: { createdAt: "asc" },
+      // Bounded by the rules quota (checked on create): one page holds them all.
+      take: ctx.quotas.maxNotificationRules,
     });
     return rows.map(({ eventsJson, channel, ...r }) => ({
       ...r,

@@ -100,6 +100,9 @@ const RunFilter = z.object({
   createdBefore: z.iso.datetime({ offset: true }).optional(),
 });
 
+/** States of a run that `get` returns: its newest ones, oldest first. */
+const STATES_SHOWN = 1_000;
+
 /** Most runs `stats` reads to count a tag's runs in code. */
 const STATS_SCAN_LIMIT = 100_000;
 
@@ -250,10 +253,12 @@ export const runsRouter = router({
         include: {
           deployment: { select: { name: true, entrypoint: true, paramsSchemaJson: true } },
           flow: { select: { name: true } },
-          states: { orderBy: [{ timestamp: "asc" }, { attempt: "asc" }] },
+          // The newest STATES_SHOWN (a run retried without end would otherwise answer with all of them).
+          states: { orderBy: [{ timestamp: "desc" }, { attempt: "desc" }], take: STATES_SHOWN },
         },
       });
       if (!run) throw new DomainError("NOT_FOUND", `no flow run ${input.id}`);
+      run.states.reverse();
       const counts = await ctx.db.taskRun.groupBy({ by: ["stateType"], where: { flowRunId: run.id }, _count: { _all: true } });
       const agent = run.agentId ? await ctx.db.agent.findUnique({ where: { id: run.agentId }, select: { name: true } }) : null;
       return {

@@ -83,15 +83,41 @@ export const taskRunsRouter = router({
       ]);
       return { items, total, attempt };
     }),
-  /** The data edges of a flow run's graph. */
+  /**
+   * The data edges of a flow run's graph, a page at a time in key order. `after` is the last
+   * edge of the previous page, compared by value (not looked up), so it cannot name another
+   * workspace's rows.
+   */
   edges: scoped("read")
-    .input(z.object({ flowRunId: z.string().min(1).max(100) }))
-    .query(({ ctx, input }) =>
-      ctx.db.taskRunEdge.findMany({
-        where: { workspaceId: ctx.principal.workspaceId, flowRunId: input.flowRunId },
-        select: { upstreamId: true, downstreamId: true },
+    .input(
+      z.object({
+        flowRunId: z.string().min(1).max(100),
+        limit: z.number().int().min(1).max(10_000).default(5_000),
+        after: z.object({ upstreamId: z.string().max(100), downstreamId: z.string().max(100) }).optional(),
       }),
-    ),
+    )
+    .query(async ({ ctx, input }) => {
+      const after = input.after;
+      const rows = await ctx.db.taskRunEdge.findMany({
+        where: {
+          workspaceId: ctx.principal.workspaceId,
+          flowRunId: input.flowRunId,
+          ...(after
+            ? {
+                OR: [
+                  { upstreamId: { gt: after.upstreamId } },
+                  { upstreamId: after.upstreamId, downstreamId: { gt: after.downstreamId } },
+                ],
+              }
+            : {}),
+        },
+        orderBy: [{ upstreamId: "asc" }, { downstreamId: "asc" }],
+        take: input.limit + 1,
+        select: { upstreamId: true, downstreamId: true },
+      });
+      const items = rows.slice(0, input.limit);
+      return { items, next: rows.length > input.limit ? items.at(-1) : undefined };
+    }),
   get: scoped("read")
     .input(IdInput)
     .query(async ({ ctx, input }) => {

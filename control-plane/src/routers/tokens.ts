@@ -3,7 +3,7 @@ import { Scope } from "../auth/tokens.ts";
 import { DomainError } from "../errors.ts";
 import { router, scoped } from "../trpc.ts";
 import { createToken } from "../workspace.ts";
-import { IdInput } from "./shared.ts";
+import { IdInput, requireOwnRow } from "./shared.ts";
 
 export const tokensRouter = router({
   /** Creates a token; the secret is in the answer and never again. */
@@ -22,22 +22,35 @@ export const tokensRouter = router({
       }),
     )
     .mutation(({ ctx, input }) => createToken(ctx.db, ctx.principal.workspaceId, input)),
-  list: scoped("admin").query(({ ctx }) =>
-    ctx.db.apiToken.findMany({
-      where: { workspaceId: ctx.principal.workspaceId },
-      orderBy: { createdAt: "desc" },
-      select: {
-        id: true,
-        name: true,
-        prefix: true,
-        scopes: true,
-        createdAt: true,
-        expiresAt: true,
-        revokedAt: true,
-        lastUsedAt: true,
-      },
+  /** The workspace's tokens, newest first, a page at a time (revoked ones stay listed). */
+  list: scoped("admin")
+    .input(
+      z
+        .object({ limit: z.number().int().min(1).max(500).default(100), cursor: z.string().max(100).optional() })
+        .default({ limit: 100 }),
+    )
+    .query(async ({ ctx, input }) => {
+      const workspaceId = ctx.principal.workspaceId;
+      if (input.cursor) await requireOwnRow(ctx.db.apiToken, workspaceId, input.cursor);
+      const rows = await ctx.db.apiToken.findMany({
+        where: { workspaceId },
+        orderBy: [{ createdAt: "desc" }, { id: "desc" }],
+        take: input.limit + 1,
+        ...(input.cursor ? { cursor: { id: input.cursor }, skip: 1 } : {}),
+        select: {
+          id: true,
+          name: true,
+          prefix: true,
+          scopes: true,
+          createdAt: true,
+          expiresAt: true,
+          revokedAt: true,
+          lastUsedAt: true,
+        },
+      });
+      const items = rows.slice(0, input.limit);
+      return { items, nextCursor: rows.length > input.limit ? items.at(-1)?.id : undefined };
     }),
-  ),
   /** Revokes a token: its API calls and web sessions stop working, its agent sockets are closed. */
   revoke: scoped("admin")
     .input(IdInput)

@@ -199,10 +199,13 @@ function NewSecret({ token, onDone }: { token: Created; onDone(): void }) {
   );
 }
 
+/** Tokens the page lists, newest first (revoked ones included). */
+const TOKENS_SHOWN = 500;
+
 export default function TokensPage() {
   const { api, can, me, expired } = useSession();
   const admin = can("admin");
-  const list = useLoad(admin ? "tokens" : null, (a) => a.tokens.list.query());
+  const list = useLoad(admin ? "tokens" : null, (a) => a.tokens.list.query({ limit: TOKENS_SHOWN }));
   const now = useNow(30_000);
   const [created, setCreated] = useState<Created | null>(null);
   const [confirming, setConfirming] = useState<string | null>(null);
@@ -247,7 +250,7 @@ export default function TokensPage() {
     );
   }
 
-  const items = list.data ?? [];
+  const items = list.data?.items ?? [];
   const active = items.filter((t) => statusOf(t, now) === "Active").length;
 
   return (
@@ -261,6 +264,7 @@ export default function TokensPage() {
             {list.data ? (
               <span className="muted small">
                 {active} active of {items.length}
+                {list.data.nextCursor ? ` (the newest ${TOKENS_SHOWN}; ferry token list shows all)` : ""}
               </span>
             ) : null}
           </div>
