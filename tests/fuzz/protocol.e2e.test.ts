@@ -382,10 +382,22 @@ for (const provider of PROVIDERS) {
   describe(`protocol fuzzing: agent WebSocket and API (${provider})`, async () => {
     const skip = provider === "postgresql" ? await postgresUnavailable() : undefined;
     let bystander: Proc | undefined;
-    const suite = useServer(provider, skip, async (s) => {
-      bystander = await startAgent(s.server, { name: "bystander", workDir: s.project, concurrency: 4 });
-      await deployFixtures(s);
-    });
+    const suite = useServer(
+      provider,
+      skip,
+      async (s) => {
+        bystander = await startAgent(s.server, { name: "bystander", workDir: s.project, concurrency: 4 });
+        await deployFixtures(s);
+      },
+      // The fuzzer says hello with hundreds of agent ids and capacities up to the protocol's 10,000
+      // from one token: the agent quotas would refuse those (tests/security/quotas covers them).
+      {
+        serverArgs: ["maxAgentCapacity=10000", "maxAgentsPerToken=100000", "maxSocketsPerToken=100000"].flatMap((q) => [
+          "--quota",
+          q,
+        ]),
+      },
+    );
 
     test("every frame and call gets a documented answer; the control plane keeps serving in bounded memory", {
       skip,
