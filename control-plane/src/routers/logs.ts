@@ -1,3 +1,5 @@
+import { inList, type SqlQueries, sqlOf } from "@ferry/prisma";
+import type { Log } from "@ferry/prisma/sqlite";
 import { LogLevel } from "@ferry/sdk/protocol";
 import { z } from "zod";
 import { flowRunTree } from "../orchestration/flow-runs.ts";
@@ -32,6 +34,21 @@ export const logsRouter = router({
         (after: number | undefined, n) => {
           const gt = backwards ? input.afterId : (after ?? input.afterId);
           const lt = backwards ? (after ?? input.beforeId) : input.beforeId;
+          // SQLite through Prisma cannot escape LIKE's wildcards: a search holding `%` or `_`
+          // would match nearly every line there and page through them all; direct SQL can.
+          if (search && ctx.provider === "sqlite" && /[%_\\]/.test(search)) {
+            return searchSqlite(sqlOf(ctx.db), {
+              workspaceId,
+              runIds,
+              gt,
+              lt,
+              level: input.level,
+              taskRunId: input.taskRunId,
+              search,
+              backwards,
+              limit: n,
+            });
+          }
           return ctx.db.log.findMany({
             where: {
               workspaceId,
@@ -56,3 +73,45 @@ export const logsRouter = router({
       return { items, lastId: items.at(-1)?.id ?? input.afterId ?? null, firstId: items[0]?.id ?? null };
     }),
 });
+
+/**
+ * One page of a run tree's log lines whose message contains `search` literally (ASCII case
+ * ignored, as SQLite's LIKE does), on SQLite: LIKE with an ESCAPE character, which Prisma's
+ * `contains` does not write there.
+ */
+export async function searchSqlite(
+  q: SqlQueries,
+  f: {
+    workspaceId: string;
+    runIds: readonly string[];
+    gt: number | undefined;
+    lt: number | undefined;
+    level: readonly string[] | undefined;
+    taskRunId: string | undefined;
+    search: string;
+    backwards: boolean;
+    limit: number;
+  },
+): Promise<Log[]> {
+  const runs = inList(f.runIds);
+  const levels = f.level?.length ? inList(f.level) : undefined;
+  const params = [
+    f.workspaceId,
+    ...runs.params,
+    ...(f.gt !== undefined ? [f.gt] : []),
+    ...(f.lt !== undefined ? [f.lt] : []),
+    ...(levels ? levels.params : []),
+    ...(f.taskRunId ? [f.taskRunId] : []),
+    `%${f.search.replace(/[\\%_]/g, (c) => `\\${c}`)}%`,
+    f.limit,
+  ];
+  return q.all<Log>(
+    `SELECT * FROM "Log" WHERE "workspaceId" = ? AND "flowRunId" IN (${runs.placeholders})` +
+      (f.gt !== undefined ? ` AND "id" > ?` : "") +
+      (f.lt !== undefined ? ` AND "id" < ?` : "") +
+      (levels ? ` AND "level" IN (${levels.placeholders})` : "") +
+      (f.taskRunId ? ` AND "taskRunId" = ?` : "") +
+      ` AND "message" LIKE ? ESCAPE '\\' ORDER BY "id" ${f.backwards ? "DESC" : "ASC"} LIMIT ?`,
+    params,
+  );
+}
