@@ -5,9 +5,10 @@
  */
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { AGENT_WS_PATH, CloseCode, PROTOCOL_VERSION } from "@ferry/sdk/protocol";
-import { deployFixtures, ferry, PROVIDERS, postgresUnavailable } from "../e2e/harness.ts";
+import { AGENT_WS_PATH, CloseCode } from "@ferry/sdk/protocol";
+import { deployFixtures, ferry, PROVIDERS, postgresUnavailable, waitUntil } from "../e2e/harness.ts";
 import { FuzzSocket } from "../fuzz/agent-socket.ts";
+import { RawAgent } from "./raw-agent.ts";
 import { useTenants } from "./tenants.ts";
 
 const QUOTAS = [
@@ -31,38 +32,19 @@ const QUOTAS = [
   "maxSocketsPerToken=3",
 ];
 
-/** A raw agent connection: opens with `token`, says hello, and resolves on welcome or close. */
-async function hello(
-  serverUrl: string,
-  token: string,
-  agentId: string,
-  capacity = 4,
-): Promise<{ socket: FuzzSocket; outcome: { kind: "welcome" } | { kind: "close"; code: number; reason: string } }> {
-  const opened = await FuzzSocket.open(`${serverUrl.replace(/^http/, "ws")}${AGENT_WS_PATH}`, {
-    authorization: `Bearer ${token}`,
+/** Says hello as `agentId` and waits for the answer: welcomed, or closed with a code and reason. */
+async function hello(serverUrl: string, token: string, agentId: string, capacity = 4) {
+  const agent = await RawAgent.open(`${serverUrl.replace(/^http/, "ws")}${AGENT_WS_PATH}`, token, agentId, [], {
+    pools: ["quota"],
+    capacity,
   });
-  if (!opened.ok) throw new Error(`upgrade refused: ${opened.refused}`);
-  const { socket } = opened;
-  socket.sendText(
-    JSON.stringify({
-      type: "hello",
-      v: PROTOCOL_VERSION,
-      agentId,
-      name: agentId,
-      pools: ["quota"],
-      capacity,
-      labels: {},
-      version: "test",
-      inFlight: [],
-    }),
-  );
-  for (;;) {
-    const e = await socket.next(10_000);
-    if (!e) throw new Error(`no answer to the hello of ${agentId}`);
-    if (e.kind === "close") return { socket, outcome: { kind: "close", code: e.code, reason: e.reason } };
-    const frame = e.value as { type?: string } | undefined;
-    if (frame?.type === "welcome") return { socket, outcome: { kind: "welcome" } };
-  }
+  await waitUntil(`the answer to ${agentId}'s hello`, async () => agent.welcomed || agent.closed, 10_000);
+  return {
+    agent,
+    outcome: agent.closed
+      ? { kind: "close" as const, code: agent.closed.code, reason: agent.closed.reason }
+      : { kind: "welcome" as const },
+  };
 }
 
 for (const provider of PROVIDERS) {
@@ -174,7 +156,7 @@ for (const provider of PROVIDERS) {
       assert.equal(third.outcome.kind, "close");
       assert.match(third.outcome.kind === "close" ? third.outcome.reason : "", /quota maxAgentsPerToken/);
       // A known agent reconnects (its id is counted already); another token has its own allowance.
-      second.socket.close();
+      second.agent.close();
       assert.equal((await hello(t.server.url, token, "a2")).outcome.kind, "welcome");
       const other = (await t.attacker.api.tokens.create.mutate({ name: "agents-2", scopes: ["agent"] })).secret;
       assert.equal((await hello(t.server.url, other, "b1")).outcome.kind, "welcome");
